@@ -34,6 +34,9 @@ class Observation:
     detections: list[str] = field(default_factory=list)
     timestamp: float = field(default_factory=time.time)
     seq: int = 0
+    # Simulator-only ground truth (task goal, object poses) for the scripted oracle; JSON-able.
+    # Learned planners must never read it.
+    privileged: dict | None = None
 
     def validate(self) -> "Observation":
         """Raise ``ObservationError`` naming the first field that is wrong."""
@@ -68,9 +71,10 @@ class Observation:
                 frames={k: np.zeros_like(v) for k, v in self.frames.items()},
                 depth={k: np.zeros_like(v) for k, v in self.depth.items()},
                 detections=[],
+                privileged=None,
             )
         if what == "state":
-            return replace(self, state=np.zeros_like(self.state))
+            return replace(self, state=np.zeros_like(self.state), privileged=None)
         if what in ("", "none", None):
             return self
         raise ObservationError(f"unknown ablation {what!r}; use 'frames', 'state' or 'none'")
