@@ -1,0 +1,45 @@
+"""Build a planner by name: ``oracle``, ``model``, ``remote``, ``random``.
+
+Imports happen inside the branches so that asking for the oracle never imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from embodied.errors import ConfigError
+from embodied.planner import Planner
+
+PLANNERS = ("oracle", "model", "remote", "random")
+# Planners that read Observation.privileged (simulator ground truth).
+PRIVILEGED_PLANNERS = ("oracle",)
+
+
+def make_planner(name: str, options: Any = None) -> Planner:
+    """``options`` is a mapping (or DictConfig) with the planner's settings, e.g. model_dir, device, server."""
+    opts = dict(options or {})
+    if name == "oracle":
+        from policies.oracle import OraclePlanner
+
+        return OraclePlanner()
+    if name == "model":
+        from policies.model_planner import ModelPlanner
+
+        return ModelPlanner(
+            model_dir=opts.get("model_dir", "checkpoints/default"),
+            device=opts.get("device", "cpu"),
+            use_engine=bool(opts.get("use_engine", True)),
+            keep_patches=opts.get("keep_patches"),
+        )
+    if name == "remote":
+        from bridges.remote import RemotePlanner
+
+        return RemotePlanner(
+            server=opts.get("server", "tcp://127.0.0.1:5555"),
+            **{k: opts[k] for k in ("latency_ms", "jitter_ms", "loss", "timeout_s", "server_key", "robot_id") if opts.get(k) is not None},
+        )
+    if name == "random":
+        from policies.baselines import RandomPlanner
+
+        return RandomPlanner(seed=int(opts.get("seed", 0)))
+    raise ConfigError(f"unknown planner {name!r}; choose one of {', '.join(PLANNERS)}")
