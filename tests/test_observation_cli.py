@@ -1,0 +1,78 @@
+"""Observation validation/ablation and the command line's handling of bad input."""
+
+import numpy as np
+import pytest
+
+from embodied.cli import main
+from embodied.errors import ObservationError
+from embodied.observation import STATE_SIZE, Observation
+
+
+def make_obs(**kw):
+    base = dict(
+        frames={"front": np.full((32, 32, 3), 7, np.uint8)},
+        state=np.arange(STATE_SIZE, dtype=np.float32),
+        instruction="put the red cube in the tray",
+        history=["put red cube in tray"],
+        detections=["red cube", "tray"],
+        privileged={"family": "put_in_container"},
+    )
+    base.update(kw)
+    return Observation(**base)
+
+
+def test_valid_observation_passes():
+    assert make_obs().validate() is not None
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"frames": {}}, "non-empty"),
+        ({"frames": {"front": np.zeros((32, 32), np.uint8)}}, "HxWx3"),
+        ({"frames": {"front": np.zeros((32, 32, 3), np.float32)}}, "uint8"),
+        ({"state": np.zeros(3, np.float32)}, "size 15"),
+        ({"state": np.full(STATE_SIZE, np.nan, np.float32)}, "NaN"),
+        ({"instruction": 5}, "text"),
+    ],
+)
+def test_bad_observations_get_named_errors(kw, match):
+    with pytest.raises(ObservationError, match=match):
+        make_obs(**kw).validate()
+
+
+def test_ablate_frames_blanks_frames_and_perception():
+    o = make_obs().ablated("frames")
+    assert not o.frames["front"].any() and o.detections == [] and o.privileged is None
+    assert o.state[3] == 3.0 and o.instruction.startswith("put")
+
+
+def test_ablate_state_zeroes_state_only():
+    o = make_obs().ablated("state")
+    assert not o.state.any() and o.frames["front"].all() and o.detections
+
+
+def test_unknown_ablation():
+    with pytest.raises(ObservationError, match="unknown ablation"):
+        make_obs().ablated("sound")
+
+
+def test_cli_unknown_key_and_command(capsys):
+    assert main(["eval", "episdoes=3"]) == 2
+    err = capsys.readouterr().err
+    assert "episdoes" in err and "did you mean 'episodes'" in err
+    assert main(["evl"]) == 2
+    assert "did you mean 'eval'" in capsys.readouterr().err
+    assert main(["eval", "notakeyvalue"]) == 2
+
+
+def test_cli_bad_value_type(capsys):
+    assert main(["eval", "episodes=many"]) == 2
+    assert "episodes" in capsys.readouterr().err
+
+
+def test_cli_bad_level_and_planner(capsys):
+    assert main(["rollout", "level=L9"]) == 2
+    assert "unknown level" in capsys.readouterr().err
+    assert main(["rollout", "planner=telepathy"]) == 2
+    assert "unknown planner" in capsys.readouterr().err
