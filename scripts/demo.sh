@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The main job: set up, then one recorded rollout and a task-success evaluation of the
+# shipped default model (checkpoints/default) in the simulated tabletop, next to the oracle.
+# Outputs: runs/demo/rollout/*.mp4, runs/demo/{model,oracle}/summary.{json,md}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+EPISODES=${EPISODES:-5}
+WORKERS=${WORKERS:-2}
+.venv/bin/embodied rollout planner=model task=group_by_attribute level=L1 seed=0 video=true out=runs/demo/rollout || true
+.venv/bin/embodied eval planner=oracle level=L1 episodes="$EPISODES" workers="$WORKERS" seed=0 out=runs/demo/oracle progress=false
+.venv/bin/embodied eval planner=model level=L1 episodes="$EPISODES" workers="$WORKERS" seed=0 out=runs/demo/model progress=false
+.venv/bin/embodied compare runs/demo/oracle runs/demo/model
