@@ -98,11 +98,11 @@ def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optio
     frames: list[tuple[Any, str]] = []
     success, failure, info = False, None, {}
     recorder = _VideoRecorder(video_path, episode.instruction) if video_path else None
-    if recorder:
-        recorder.add(env.render(), executed, "")
     steps = 0
     while True:
         obs = base.observation()
+        if recorder:
+            recorder.add(obs.frames["front"], executed, executed[-1] if executed else "")
         if ablate != "none":
             obs = obs.ablated(ablate)
         if not keep_privileged:
@@ -121,15 +121,14 @@ def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optio
         _, _, terminated, truncated, info = env.step(step.text)
         steps += 1
         executed.append(step.text)
-        if recorder:
-            recorder.add(env.render(), executed, step.text)
         success = bool(info.get("success", False))
         if terminated or truncated:
             if not success:
                 failure = info.get("failure") or info.get("error") or ("step limit" if truncated else "declared done before success" if step.is_done else "terminated")
             break
     if recorder:
-        recorder.close(success)
+        recorder.add(base.observation().frames["front"], executed, "", "SUCCESS" if success else f"FAILED: {failure}")
+        recorder.close()
     return {
         "task": episode.family,
         "level": episode.level,
@@ -175,7 +174,7 @@ class _VideoRecorder:
         for _ in range(self.HOLD):
             self.writer.write(bgr)
 
-    def close(self, success: bool) -> None:
+    def close(self) -> None:
         self.writer.release()
 
 
