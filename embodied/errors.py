@@ -26,3 +26,27 @@ class ObservationError(EmbodiedError, ValueError):
 
 class ConfigError(EmbodiedError, ValueError):
     """A configuration value is unknown or invalid."""
+
+
+class ProtocolError(EmbodiedError, ValueError):
+    """A bridge message is malformed (bad header, version, shape, size, ...). ``code`` names the problem."""
+
+    def __init__(self, message: str, code: str = "bad_message"):
+        super().__init__(message)
+        self.code = code
+
+
+class BridgeTimeoutError(EmbodiedError, TimeoutError):
+    """No reply from the other end of the bridge within the timeout."""
+
+
+class RemoteError(EmbodiedError, RuntimeError):
+    """The inference server answered with an error reply. ``code`` is the server's error code."""
+
+    def __init__(self, message: str, code: str = "error"):
+        super().__init__(message)
+        self.code = code
+
+
+class EngineError(EmbodiedError, RuntimeError):
+    """The inference engine cannot serve a request (too long for its cache, engine closed, ...)."""

@@ -1,0 +1,430 @@
+"""The robot control daemon: ``embodied daemon robot=sim server=tcp://host:5555``.
+
+A fixed-rate control loop (``hz``) that observes, asks the server for a plan, executes the
+first streamed step through the robot (on an executor thread, so the loop keeps ticking),
+and re-plans after each step. Safety:
+
+- watchdog: nothing heard from the server (reply or heartbeat) for ``watchdog_s`` -> safe
+  hold (the arm stops where it is, the gripper keeps its state), logged;
+- stale guard: a plan whose observation is older than ``stale_s`` when its first step
+  arrives is not executed;
+- emergency stop: an ``estop`` message or SIGUSR1 halts motion at once and latches until
+  the daemon is restarted; SIGINT and SIGTERM shut down cleanly;
+- reconnect: after a safe hold the socket is recreated and ``hello`` retried with
+  exponential backoff; the loop resumes when the server answers.
+
+Everything is logged as JSONL (``log``): plans with a latency breakdown (encode, network,
+queue, inference, decode, observation age when the first step started), step results,
+the achieved loop rate against the target (overruns counted), holds and reconnects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, fields
+
+from bridges.client import BridgeClient, Faults, Reply
+from bridges.config import section
+from bridges.robot import Robot, StepOutcome, make_robot
+from embodied.errors import ConfigError, EmbodiedError
+
+DEFAULTS = {
+    "robot": "sim",
+    "server": "tcp://127.0.0.1:5555",
+    "robot_id": "robot0",
+    "hz": 20.0,
+    "watchdog_s": 1.0,
+    "heartbeat_s": 0.2,
+    "stale_s": 1.0,
+    "deadline_ms": 2000.0,
+    "codec": "raw",
+    "backoff_s": 0.1,
+    "backoff_max_s": 2.0,
+    "episodes": 1,
+    "max_seconds": None,
+    "log": "runs/daemon.jsonl",
+    "rate_log_s": 1.0,
+    "echo": False,
+    "latency_ms": 0.0,
+    "jitter_ms": 0.0,
+    "loss": 0.0,
+    "curve": {"server_key": None, "client_key": None},
+    "sim": {"task": "stack", "level": "L1", "split": "test", "seed": 0, "realtime": True, "image_size": 128},
+    "dry": {"cameras": {"front": [224, 224]}, "instruction": "put red cube on blue cube", "step_s": 0.2},
+    "robot_args": {},
+}
+
+
+@dataclass
+class Settings:
+    hz: float = 20.0
+    watchdog_s: float = 1.0
+    heartbeat_s: float = 0.2
+    stale_s: float = 1.0
+    deadline_ms: float | None = 2000.0
+    backoff_s: float = 0.1
+    backoff_max_s: float = 2.0
+    episodes: int | None = 1  # None: forever
+    max_seconds: float | None = None
+    rate_log_s: float = 1.0
+
+    def __post_init__(self):
+        for name in ("hz", "watchdog_s", "heartbeat_s", "stale_s", "backoff_s", "backoff_max_s", "rate_log_s"):
+            if not float(getattr(self, name)) > 0:
+                raise ConfigError(f"daemon setting {name} must be > 0, got {getattr(self, name)!r}")
+        if self.heartbeat_s >= self.watchdog_s:
+            raise ConfigError(f"heartbeat_s ({self.heartbeat_s}) must be shorter than watchdog_s ({self.watchdog_s})")
+
+    @classmethod
+    def from_config(cls, cfg) -> "Settings":
+        return cls(**{f.name: cfg.get(f.name) for f in fields(cls) if cfg.get(f.name, "unset") != "unset"})
+
+
+class JsonlLog:
+    """Append one JSON object per line; ``echo`` also prints it."""
+
+    def __init__(self, path: str | None, echo: bool = False, **common):
+        self.common, self.echo = common, echo
+        self.lock = threading.Lock()  # the executor thread logs too
+        self.f = None
+        if path:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.f = open(path, "a", buffering=1)  # noqa: SIM115 - closed in close()
+
+    def __call__(self, event: str, **data) -> None:
+        line = json.dumps({"t": round(time.time(), 6), "event": event, **self.common, **data}, default=str)
+        with self.lock:
+            if self.f is not None:
+                self.f.write(line + "\n")
+            if self.echo:
+                print(line, flush=True)
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+class Daemon:
+    """The control loop. ``run()`` returns an exit code; ``request_*`` are safe from signal handlers."""
+
+    def __init__(self, robot: Robot, client: BridgeClient, settings: Settings, log: JsonlLog):
+        self.robot, self.client, self.s, self.log = robot, client, settings, log
+        self.state = "connecting"
+        self._estop_request: tuple[str, float] | None = None
+        self._shutdown_request: str | None = None
+        self.last_heard = time.perf_counter()
+        self.last_hb = 0.0
+        self.req: dict | None = None  # the observation request in flight
+        self.exec_thread: threading.Thread | None = None
+        self.exec_result: StepOutcome | None = None
+        self.exec_info: dict | None = None
+        self.hello_seq = -1
+        self.next_attempt = 0.0
+        self.next_request = 0.0  # after an error reply, wait (with backoff) before asking again
+        self.error_streak = 0
+        self.backoff = settings.backoff_s
+        self.held_since = 0.0
+        self.episodes_done = 0
+        self.episode_steps = 0
+        self.counts = {"ticks": 0, "overruns": 0, "plans": 0, "executed": 0, "stale": 0, "holds": 0, "reconnects": 0,
+                       "errors": 0}
+
+    # ------------------------------------------------------------ requests from outside the loop
+
+    def request_estop(self, source: str) -> None:
+        if self._estop_request is None:
+            self._estop_request = (source, time.perf_counter())
+
+    def request_shutdown(self, why: str) -> None:
+        self._shutdown_request = why
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> int:
+        period = 1.0 / self.s.hz
+        start = time.perf_counter()
+        end = None if self.s.max_seconds is None else start + self.s.max_seconds
+        window_start, window_ticks, window_overruns = start, 0, 0
+        next_tick = start
+        self.log("start", target_hz=self.s.hz, server=self.client.address, robot=self.robot.name)
+        self._start_episode()
+        while self._shutdown_request is None and self.state != "finished":
+            if end is not None and time.perf_counter() >= end:
+                self._shutdown_request = "max_seconds"
+                break
+            self._tick()
+            self.counts["ticks"] += 1
+            window_ticks += 1
+            next_tick += period
+            now = time.perf_counter()
+            if now > next_tick:  # this tick overran its period: count it and do not try to catch up
+                self.counts["overruns"] += 1
+                window_overruns += 1
+                next_tick = now
+            else:
+                self._pump(until=next_tick)
+            if now - window_start >= self.s.rate_log_s:
+                self.log("rate", target_hz=self.s.hz, achieved_hz=round(window_ticks / (now - window_start), 3),
+                         overruns=window_overruns, overruns_total=self.counts["overruns"], state=self.state)
+                window_start, window_ticks, window_overruns = now, 0, 0
+        return self._shutdown(self._shutdown_request or "finished", time.perf_counter() - start)
+
+    def _pump(self, until: float) -> None:
+        """Handle replies as they arrive until ``until`` (perf_counter)."""
+        while self._shutdown_request is None and self._estop_request is None:
+            left = until - time.perf_counter()
+            if left <= 0:
+                return
+            try:
+                reply = self.client.receive(min(left, 0.02))
+            except EmbodiedError as e:  # malformed reply or a step that does not parse
+                self.counts["errors"] += 1
+                self.log("bad_reply", error=type(e).__name__, message=str(e))
+                if self.state == "waiting":
+                    self._drop_request()
+                continue
+            if reply is not None:
+                self._on_reply(reply)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._estop_request is not None and self.state != "estop":
+            self._estop()
+            return
+        if self.state == "estop":
+            return
+        if self.exec_thread is not None and not self.exec_thread.is_alive():
+            self._step_finished()
+        if self.state in ("connecting", "hold"):
+            self._reconnect(now)
+            return
+        if now - self.last_hb >= self.s.heartbeat_s:
+            self.client.send("heartbeat")
+            self.last_hb = now
+        silent = now - self.last_heard
+        if silent > self.s.watchdog_s:
+            self._safe_hold("watchdog", silent_s=round(silent, 3))
+            return
+        if self.state == "waiting" and now - self.req["sent"] > max(self.s.watchdog_s, (self.s.deadline_ms or 0) / 1e3):
+            self.log("request_timeout", seq=self.req["seq"])
+            self._drop_request()
+        if self.state == "idle" and now >= self.next_request:
+            self._request_plan()
+
+    # ------------------------------------------------------------ plans
+
+    def _request_plan(self) -> None:
+        obs = self.robot.observe()
+        t_wall = time.time()
+        seq = self.client.send_observation(obs, self.s.deadline_ms)
+        self.req = {"seq": seq, "obs_time": obs.timestamp, "sent": time.perf_counter(), "sent_wall": t_wall,
+                    "encode_ms": self.client.last_encode_ms}
+        self.state = "waiting"
+
+    def _drop_request(self) -> None:
+        if self.req is not None:
+            self.client.send("cancel", cancel=self.req["seq"])
+        self.req = None
+        if self.state == "waiting":
+            self.state = "idle"
+
+    def _on_reply(self, reply: Reply) -> None:
+        self.last_heard = time.perf_counter()
+        if reply.type == "estop":
+            self.request_estop(f"message from {reply.header.get('by', 'server')}")
+            return
+        if reply.type == "metadata" and reply.seq == self.hello_seq and self.state in ("connecting", "hold"):
+            self._resume(reply.header.get("metadata", {}))
+            return
+        if self.state != "waiting" or self.req is None or reply.seq != self.req["seq"]:
+            return  # heartbeat, ack, or a late reply to an older request
+        if reply.type == "error":
+            self.counts["errors"] += 1
+            self.error_streak += 1
+            wait = min(self.s.backoff_s * 2 ** min(self.error_streak - 1, 10), self.s.backoff_max_s)
+            self.next_request = time.perf_counter() + wait
+            self.log("server_error", seq=reply.seq, code=reply.header.get("code"), message=reply.header.get("message"),
+                     retry_in_s=round(wait, 3))
+            self.req = None
+            self.state = "idle"
+            return
+        elif reply.type == "end":
+            self.log("empty_plan", seq=reply.seq)
+            self.req = None
+            self.state = "idle"
+        elif reply.type == "step":
+            self.error_streak = 0
+            self._first_step(reply)
+
+    def _first_step(self, reply: Reply) -> None:
+        req, srv = self.req, reply.server
+        self.counts["plans"] += 1
+        age_s = time.time() - req["obs_time"]
+        rtt_ms = (reply.received - req["sent_wall"]) * 1e3
+        timing = {
+            "encode_ms": round(req["encode_ms"], 3),
+            "network_ms": round(rtt_ms - srv.get("elapsed_ms", 0.0), 3),
+            "queue_ms": round(srv.get("queue_ms", 0.0), 3),
+            "inference_ms": round(srv.get("infer_ms", 0.0), 3),
+            "decode_ms": round(srv.get("decode_ms", 0.0) + reply.decode_ms, 3),
+            "round_trip_ms": round(rtt_ms, 3),
+        }
+        self._drop_request()  # re-plan after this step: the rest of this plan is not needed
+        if age_s > self.s.stale_s:
+            self.counts["stale"] += 1
+            self.log("stale_plan", seq=reply.seq, step=reply.step.text, obs_age_ms=round(age_s * 1e3, 3),
+                     limit_ms=self.s.stale_s * 1e3, **timing)
+            return
+        if reply.step.is_done:
+            self.log("plan", seq=reply.seq, step="done", obs_age_ms=round(age_s * 1e3, 3), **timing)
+            self._end_episode("planner said done")
+            return
+        self.exec_info = {"seq": reply.seq, "step": reply.step.text, "obs_time": req["obs_time"], **timing}
+        self.exec_result = None
+        self.exec_thread = threading.Thread(target=self._execute, args=(reply.step,), daemon=True)
+        self.state = "executing"
+        self.exec_thread.start()
+
+    def _execute(self, step) -> None:
+        started = time.time()
+        self.exec_info["obs_age_ms"] = round((started - self.exec_info["obs_time"]) * 1e3, 3)
+        self.log("plan", **{k: v for k, v in self.exec_info.items() if k != "obs_time"})
+        try:
+            self.exec_result = self.robot.execute(step)
+        except Exception as e:  # noqa: BLE001 - a driver error must not kill the loop; hold instead
+            self.exec_result = StepOutcome(False, f"{type(e).__name__}: {e}")
+            self.exec_result.crashed = True  # type: ignore[attr-defined]
+        self.exec_info["duration_s"] = round(time.time() - started, 3)
+
+    def _step_finished(self) -> None:
+        self.exec_thread = None
+        out, info = self.exec_result, self.exec_info or {}
+        if out is None:
+            return
+        self.counts["executed"] += 1
+        self.episode_steps += 1
+        self.log("step_result", step=info.get("step"), success=out.success, reason=out.reason, halted=out.halted,
+                 duration_s=info.get("duration_s"))
+        if getattr(out, "crashed", False):
+            self._safe_hold("robot_error", reason=out.reason)
+            return
+        if self.state == "executing":
+            self.state = "idle"
+        if out.episode_over and not out.halted:
+            self._end_episode("episode over")
+
+    def _stop_motion(self) -> None:
+        self.robot.hold()  # returns once the arm is still; an executing step returns halted
+        if self.exec_thread is not None:
+            self.exec_thread.join(timeout=5.0)
+            if not self.exec_thread.is_alive():
+                self._step_finished()
+
+    # ------------------------------------------------------------ episodes
+
+    def _start_episode(self) -> None:
+        info = self.robot.reset()
+        self.episode_steps = 0
+        self.log("episode_start", episode=self.episodes_done, **(info or {}))
+
+    def _end_episode(self, why: str) -> None:
+        success = getattr(self.robot, "success", None)
+        self.log("episode_end", episode=self.episodes_done, why=why, steps=self.episode_steps,
+                 success=bool(success()) if callable(success) else None)
+        self.episodes_done += 1
+        if self.s.episodes is not None and self.episodes_done >= self.s.episodes:
+            self.state = "finished"
+            return
+        self.client.send("reset")
+        self._start_episode()
+        self.state = "idle"
+
+    # ------------------------------------------------------------ safety
+
+    def _safe_hold(self, why: str, **data) -> None:
+        self._stop_motion()
+        self.req = None
+        self.counts["holds"] += 1
+        self.state = "hold"
+        self.held_since = time.perf_counter()
+        self.backoff = self.s.backoff_s
+        self.next_attempt = 0.0
+        self.log("safe_hold", why=why, **data)
+
+    def _reconnect(self, now: float) -> None:
+        if now < self.next_attempt:
+            return
+        if self.hello_seq >= 0 or self.state == "hold":
+            self.client.connect()  # a fresh socket: nothing stale is queued towards the server
+        self.hello_seq = self.client.send("hello")
+        self.counts["reconnects"] += 1
+        self.log("connect_attempt", backoff_s=round(self.backoff, 3), state=self.state)
+        self.next_attempt = now + self.backoff
+        self.backoff = min(self.backoff * 2, self.s.backoff_max_s)
+
+    def _resume(self, metadata: dict) -> None:
+        held = time.perf_counter() - self.held_since if self.state == "hold" else 0.0
+        self.log("resumed" if self.state == "hold" else "connected", held_s=round(held, 3), metadata=metadata)
+        self.state = "idle"
+        self.hello_seq = -1
+        self.backoff = self.s.backoff_s
+        self.last_heard = time.perf_counter()
+
+    def _estop(self) -> None:
+        source, t_req = self._estop_request
+        self._stop_motion()
+        if self.req is not None:
+            self._drop_request()
+        self.state = "estop"
+        self.log("estop", source=source, halt_ms=round((time.perf_counter() - t_req) * 1e3, 3),
+                 note="latched: restart the daemon to move again")
+
+    def _shutdown(self, why: str, elapsed: float) -> int:
+        if self.exec_thread is not None or self.state == "executing":
+            self._stop_motion()
+        self.client.close()
+        self.log("shutdown", why=why, elapsed_s=round(elapsed, 3),
+                 achieved_hz=round(self.counts["ticks"] / elapsed, 3) if elapsed > 0 else 0.0,
+                 target_hz=self.s.hz, **self.counts)
+        return 0
+
+
+def build(cfg) -> tuple[Daemon, JsonlLog]:
+    """A daemon (robot, client, log) from a config mapping (see configs/daemon.yaml)."""
+    curve = section(cfg, "curve")
+    keys = None
+    if curve.get("client_key") or curve.get("server_key"):
+        from bridges.keys import client_keys  # noqa: PLC0415
+
+        keys = client_keys(curve.get("client_key"), curve.get("server_key"))
+    faults = Faults(float(cfg.get("latency_ms") or 0), float(cfg.get("jitter_ms") or 0), float(cfg.get("loss") or 0))
+    robot_id = cfg.get("robot_id", "robot0")
+    client = BridgeClient(cfg.get("server", DEFAULTS["server"]), robot_id, codec=cfg.get("codec", "raw"),
+                          keys=keys, faults=faults)
+    log = JsonlLog(cfg.get("log"), echo=bool(cfg.get("echo", False)), robot_id=robot_id)
+    return Daemon(make_robot(cfg), client, Settings.from_config(cfg), log), log
+
+
+def main(cfg) -> int:
+    """``embodied daemon robot=sim server=tcp://host:5555 [hz=20 watchdog_s=1 stale_s=1 ...]``."""
+    daemon, log = build(cfg)
+    signal.signal(signal.SIGUSR1, lambda *_: daemon.request_estop("SIGUSR1"))
+    signal.signal(signal.SIGINT, lambda *_: daemon.request_shutdown("SIGINT"))
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_shutdown("SIGTERM"))
+    try:
+        return daemon.run()
+    finally:
+        daemon.robot.close()
+        log.close()
+
+
+if __name__ == "__main__":  # pragma: no cover - `embodied daemon` is the usual way in
+    from bridges.config import parse_overrides
+
+    sys.exit(main(parse_overrides(sys.argv[1:], DEFAULTS)))
