@@ -34,7 +34,8 @@ class PlannerOptions:
     use_engine: bool = True
     keep_patches: Optional[int] = None
     server: str = "tcp://127.0.0.1:5555"
-    server_key: Optional[str] = None
+    server_key: Optional[str] = None  # CurveZMQ: the server's public key file
+    client_key: Optional[str] = None  # CurveZMQ: this robot's secret key file
     latency_ms: Optional[float] = None
     jitter_ms: Optional[float] = None
     loss: Optional[float] = None

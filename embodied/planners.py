@@ -36,7 +36,7 @@ def make_planner(name: str, options: Any = None) -> Planner:
 
         return RemotePlanner(
             server=opts.get("server", "tcp://127.0.0.1:5555"),
-            **{k: opts[k] for k in ("latency_ms", "jitter_ms", "loss", "timeout_s", "server_key", "robot_id") if opts.get(k) is not None},
+            **{k: opts[k] for k in ("latency_ms", "jitter_ms", "loss", "timeout_s", "server_key", "client_key", "robot_id") if opts.get(k) is not None},
         )
     if name == "random":
         from policies.baselines import RandomPlanner
