@@ -1,0 +1,1 @@
+"""Streaming inference engine. Import submodules directly (they import torch): ``embodied.engine.core``."""

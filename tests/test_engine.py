@@ -1,0 +1,221 @@
+"""The streaming engine: exact greedy equality with generate(), prefix reuse, batching, streaming."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from embodied.constrained import build_constraint, full_vocabulary
+from embodied.engine.core import Engine, EngineConfig, Request
+from embodied.engine.decoder import Decoder
+from embodied.engine.reduce import keep_top_patches
+from embodied.engine.scheduler import BatchScheduler
+from embodied.errors import EngineError
+
+D = 64
+
+
+def _lm(vocab=96, kv_heads=2, seed=0, **kw):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab, hidden_size=D, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=kv_heads, max_position_embeddings=256, eos_token_id=None, **kw,
+    )
+    return LlamaForCausalLM(cfg).eval()
+
+
+def _generate(lm, x, n, **kw):
+    with torch.no_grad():
+        out = lm.generate(inputs_embeds=x[None], do_sample=False, max_new_tokens=n, min_new_tokens=n if not kw else 0,
+                          pad_token_id=0, **kw)
+    return out[0].tolist()
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer():
+    from embodied.tokenizer import build_tokenizer
+
+    return build_tokenizer(["put red cube on blue cube; done", "stack the red cube"], vocab_size=256)
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return _lm()
+
+
+def test_decoder_prefill_logits_match_transformers(lm):
+    dec = Decoder.from_hf(lm, 64)
+    x = torch.randn(2, 17, D)
+    cache = dec.new_cache(2, 64)
+    with torch.no_grad():
+        ours = dec(x, torch.arange(17).expand(2, 17), cache, 0, 64)
+        ref = lm(inputs_embeds=x).logits[:, -1]
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("kv_heads,rope", [(2, None), (4, {"rope_type": "linear", "factor": 2.0, "rope_theta": 500.0})])
+def test_greedy_tokens_equal_generate_token_for_token(kv_heads, rope):
+    lm = _lm(kv_heads=kv_heads, seed=1, **({"rope_parameters": rope} if rope else {}))
+    eng = Engine(lm, config=EngineConfig(max_batch=4, max_len=96, max_new_tokens=16, stop_at_eos=False))
+    for seed in range(2):
+        g = torch.Generator().manual_seed(seed)
+        xs = [torch.randn(T, D, generator=g) for T in (30, 7)]
+        ours = eng.generate([Request(x) for x in xs])  # batched, different lengths
+        for x, toks in zip(xs, ours):
+            assert toks == _generate(lm, x, 16)
+
+
+def test_constrained_engine_equals_generate_with_logits_processor(tiny_tokenizer):
+    tok = tiny_tokenizer
+    lm = _lm(vocab=len(tok), seed=2)
+    c = build_constraint(tok, ["red cube", "blue cube", "green cylinder"], ["tray"])
+    eng = Engine(lm, config=EngineConfig(max_batch=2, max_len=128, max_new_tokens=40), eos_token_id=tok.eos_token_id)
+    for seed in range(2):
+        x = torch.randn(20, D, generator=torch.Generator().manual_seed(seed))
+        (ours,) = eng.generate([Request(x, c)])
+        ref = _generate(lm, x, 40, logits_processor=[c.logits_processor()], eos_token_id=tok.eos_token_id)
+        assert ours == ref
+
+
+def test_prefix_reuse_equals_full_recompute(lm):
+    eng = Engine(lm, config=EngineConfig(max_batch=2, max_len=128, max_new_tokens=12, stop_at_eos=False))
+    fresh = Engine(lm, config=EngineConfig(max_batch=1, max_len=128, max_new_tokens=12, stop_at_eos=False))
+    prefix = torch.randn(10, D)
+    for step in range(3):
+        x = torch.cat([prefix, torch.randn(15 + step, D)])  # same instruction, new observation
+        t = eng.submit(Request(x, session="robot-1", prefix_len=10))
+        eng.run()
+        assert t.reused_prefix == (0 if step == 0 else 10)
+        assert t.tokens == fresh.generate([Request(x)])[0]
+    # a different prefix is recomputed, not reused
+    x = torch.cat([torch.randn(10, D), torch.randn(15, D)])
+    t = eng.submit(Request(x, session="robot-1", prefix_len=10))
+    eng.run()
+    assert t.reused_prefix == 0 and t.tokens == fresh.generate([Request(x)])[0]
+
+
+def test_steps_stream_before_the_plan_is_finished(tiny_tokenizer):
+    tok = tiny_tokenizer
+    lm = _lm(vocab=len(tok), seed=3)
+    objects, containers = full_vocabulary()
+    c = build_constraint(tok, objects, containers)
+    eng = Engine(lm, config=EngineConfig(max_batch=1, max_len=128, max_new_tokens=40), eos_token_id=tok.eos_token_id)
+    t = eng.submit(Request(torch.randn(12, D), c))
+    first_step_at = None
+    while not t.finished:
+        eng.step()
+        if t.steps and first_step_at is None:
+            first_step_at = len(t.tokens)
+    assert first_step_at is not None and len(t.steps) >= 2
+    assert first_step_at < len(t.tokens)  # step 1 was available while later tokens were still decoding
+    assert sum(len(s) for s in t.steps) <= len(t.tokens)
+
+
+def test_requests_join_and_leave_between_steps(lm):
+    cfg = EngineConfig(max_batch=4, max_len=96, max_new_tokens=16, stop_at_eos=False)
+    solo = Engine(lm, config=cfg)
+    xs = [torch.randn(T, D) for T in (12, 20, 9)]
+    want = [solo.generate([Request(x, max_new_tokens=n)])[0] for x, n in zip(xs, (16, 6, 16))]
+    eng = Engine(lm, config=cfg)
+    a = eng.submit(Request(xs[0]))
+    for _ in range(3):
+        eng.step()
+    b = eng.submit(Request(xs[1], max_new_tokens=6))  # joins while a decodes, leaves early
+    for _ in range(7):
+        eng.step()
+    assert b.finished and not a.finished
+    c = eng.submit(Request(xs[2]))  # takes b's slot
+    assert c.slot == b.slot
+    eng.run()
+    assert [a.tokens, b.tokens, c.tokens] == want
+
+
+def test_scheduler_batches_concurrent_robots(lm):
+    cfg = EngineConfig(max_batch=4, max_len=96, max_new_tokens=20, stop_at_eos=False)
+    xs = [torch.randn(10 + i, D) for i in range(6)]
+    solo = Engine(lm, config=cfg)
+    want = [solo.generate([Request(x)])[0] for x in xs]
+    got: dict[int, list[int]] = {}
+    with BatchScheduler(Engine(lm, config=cfg)) as sched:
+        def robot(i):
+            got[i] = list(sched.stream(Request(xs[i], session=f"r{i}"), tokens=True))
+
+        threads = [threading.Thread(target=robot, args=(i,)) for i in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=60)
+        assert sched.max_concurrent >= 2  # decoded together, not one after another
+    assert [got[i] for i in range(6)] == want  # 6 robots through 4 slots: some joined as others left
+
+
+def test_bad_requests_get_named_errors(lm):
+    eng = Engine(lm, config=EngineConfig(max_batch=1, max_len=32, max_new_tokens=8))
+    with pytest.raises(EngineError, match="max_len"):
+        eng.submit(Request(torch.randn(30, D)))
+    with pytest.raises(EngineError, match="embeds must be"):
+        eng.submit(Request(torch.randn(5, D + 1)))
+    eng.submit(Request(torch.randn(5, D)))
+    with pytest.raises(EngineError, match="busy"):
+        eng.submit(Request(torch.randn(5, D)))
+
+
+def test_keep_top_patches_keeps_k_per_frame_in_order():
+    x = torch.randn(20, 8)
+    x[4:8] *= 10  # frame 1: positions 4..11; the big ones must survive
+    groups = [torch.arange(4, 12), torch.arange(12, 18)]
+    out, kept = keep_top_patches(x, groups, k=4, prefix_len=3)
+    assert kept.tolist() == [0, 1, 2, 3, 4, 5, 6, 7] + sorted(kept[8:-2].tolist()) + [18, 19]
+    assert out.shape == (20 - 4 - 2, 8) and torch.equal(out, x[kept])
+    assert len([p for p in kept.tolist() if 12 <= p < 18]) == 4
+
+
+@pytest.mark.gpu
+def test_cuda_graph_engine_matches_eager_on_gpu():  # pragma: no cover - needs a GPU
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    lm = _lm(seed=4).cuda()
+    x = torch.randn(40, D, device="cuda")
+    eager = Engine(lm, "cuda", EngineConfig(max_batch=2, max_len=96, max_new_tokens=16, dtype="float32",
+                                           cuda_graphs=False, compile=False, stop_at_eos=False))
+    graph = Engine(lm, "cuda", EngineConfig(max_batch=2, max_len=96, max_new_tokens=16, dtype="float32", stop_at_eos=False))
+    ref = eager.generate([Request(x)])[0]
+    assert ref == _generate(lm, x, 16)
+    for _ in range(3):  # first call captures, later calls replay
+        assert graph.generate([Request(x)])[0] == ref
+
+
+def test_bench_writes_the_documented_rows(tmp_path):
+    import json
+
+    from omegaconf import OmegaConf
+
+    from embodied.engine.bench import main
+
+    cfg = OmegaConf.create({"models": "default", "device": "cpu", "batch": [1, 2], "repeats": 1, "warmup": 0,
+                            "prompt_tokens": 16, "new_tokens": 6, "first_step_tokens": 3, "out": str(tmp_path),
+                            "checkpoint": str(tmp_path / "none")})
+    main(cfg)
+    rows = json.loads((tmp_path / "engine.json").read_text())
+    assert [r["batch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert {"model", "device", "device_name", "batch", "prompt_tokens", "new_tokens", "ours", "baseline", "speedup_plan_p50"} <= set(r)
+        assert r["model"] == "default" and r["prompt_tokens"] == 16 and r["new_tokens"] == 6
+        o = r["ours"]
+        assert 0 < o["first_step_ms"]["p50"] <= o["plan_ms"]["p50"] and r["baseline"]["plan_ms"]["p50"] > 0
+        assert r["speedup_plan_p50"] > 0
+
+
+def test_bench_rejects_bad_options():
+    from omegaconf import OmegaConf
+
+    from embodied.engine.bench import main
+    from embodied.errors import ConfigError
+
+    for bad in ({"models": "huge"}, {"device": "tpu"}, {"batch": "x"}, {"first_step_tokens": 99}):
+        with pytest.raises(ConfigError):
+            main(OmegaConf.create(bad))

@@ -1,0 +1,113 @@
+"""ModelPlanner: streams valid, scene-grounded steps; the engine path equals the reference path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from embodied.observation import Observation
+from embodied.plan import PlanStep
+from embodied.planner import Planner
+
+DETECTED = ["red cube", "blue cube", "green cylinder", "tray"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    from embodied.model import PalmE
+    from embodied.model.config import LMConfig, ModelConfig, VisionConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        lm=LMConfig(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128, max_positions=256),
+        vision=VisionConfig(image_size=32, patch_size=8, stem_channels=8, width=32, depth=1, heads=2),
+        state_hidden=32, vocab_size=300,
+    )
+    return PalmE.create(cfg, ["put red cube on blue cube; done", "stack the red cube on the blue cube"]).eval()
+
+
+def _obs(seed=0, detections=DETECTED, history=()):
+    rng = np.random.default_rng(seed)
+    return Observation(
+        frames={"front": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)},
+        state=rng.normal(size=15).astype(np.float32),
+        instruction="stack the red cube on the blue cube",
+        history=list(history),
+        detections=list(detections),
+    )
+
+
+def _plan(planner, obs):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights rarely reach "done" within the budget
+        return [s for s in planner.plan(obs)]
+
+
+def test_engine_plans_equal_reference_plans_and_name_only_detected_objects(model):
+    from policies.model_planner import ModelPlanner
+
+    eng = ModelPlanner(model, max_new_tokens=24)
+    ref = ModelPlanner(model, use_engine=False, max_new_tokens=24)
+    assert isinstance(eng, Planner) and eng.name == "model"
+    for seed in range(2):
+        obs = _obs(seed)
+        steps = _plan(eng, obs)
+        assert steps and all(isinstance(s, PlanStep) for s in steps)
+        assert steps == _plan(ref, obs)
+        for s in steps:
+            if not s.is_done:
+                assert s.object in DETECTED
+                assert s.verb == "move" or s.target in DETECTED
+
+
+def test_instruction_prefix_is_reused_across_control_steps(model):
+    from policies.model_planner import ModelPlanner
+
+    p = ModelPlanner(model, max_new_tokens=20)
+    first = _plan(p, _obs(0))
+    prefix = model.prefix_length(model.build_prompt(_obs(0)))
+    second = _plan(p, _obs(1, history=[first[0].text]))
+    assert p.last_ticket.reused_prefix == prefix > 0
+    assert second == _plan(ModelPlanner(model, max_new_tokens=20), _obs(1, history=[first[0].text]))
+    p.reset()
+    _plan(p, _obs(2))
+    assert p.last_ticket.reused_prefix == 0
+
+
+def test_ablate_frames_uses_the_full_vocabulary(model):
+    from embodied.constrained import full_vocabulary
+    from embodied.plan import validate_step
+    from policies.model_planner import ModelPlanner
+
+    p = ModelPlanner(model, ablate="frames", max_new_tokens=30)
+    objects, containers = full_vocabulary()
+    steps = _plan(p, _obs(3, detections=["red cube"]))
+    assert steps
+    for s in steps:
+        validate_step(s, objects, containers)
+
+
+def test_keep_patches_shortens_the_prompt_and_still_plans(model):
+    from policies.model_planner import ModelPlanner
+
+    full = ModelPlanner(model, max_new_tokens=12)
+    reduced = ModelPlanner(model, keep_patches=4, max_new_tokens=12)
+    _plan(full, _obs(4))
+    steps = _plan(reduced, _obs(4))
+    assert steps
+    dropped = model.tokens_per_frame - 4
+    assert reduced.last_ticket.request.embeds.shape[0] == full.last_ticket.request.embeds.shape[0] - dropped
+
+
+def test_stopping_early_frees_the_engine(model):
+    from policies.model_planner import ModelPlanner
+
+    p = ModelPlanner(model, max_new_tokens=40)
+    it = p.plan(_obs(5))
+    next(it)
+    it.close()  # the controller took step 1 and re-plans
+    assert p.last_ticket.finished
+    assert _plan(p, _obs(6))
