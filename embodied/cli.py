@@ -27,7 +27,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("keygen", "bridges.keys:main"),
     "bench engine": ("bench_engine", "embodied.engine.bench:main"),
     "bench bridge": ("bench_bridge", "bridges.bench:main"),
-    "bench sim": ("bench_sim", "envs.bench:main"),
 }
 
 USAGE = """usage: embodied <command> [key=value ...]
@@ -41,7 +40,7 @@ commands:
   serve     inference server over ZeroMQ:  embodied serve planner=model bind=tcp://*:5555
   daemon    robot control loop:  embodied daemon robot=sim server=tcp://127.0.0.1:5555
   keygen    CurveZMQ key pairs:  embodied keygen out=keys
-  bench     benchmarks:  embodied bench engine|bridge|sim [key=value ...]
+  bench     benchmarks:  embodied bench engine|bridge [key=value ...]
 
 Configs live in configs/<command>.yaml; any key can be overridden as key=value.
 """
@@ -97,7 +96,7 @@ def _resolve(argv: list[str]) -> tuple[str, list[str]]:
     if len(argv) >= 2 and f"{argv[0]} {argv[1]}" in COMMANDS:
         return f"{argv[0]} {argv[1]}", argv[2:]
     if argv[0] == "bench":
-        raise ConfigError("usage: embodied bench engine|bridge|sim [key=value ...]")
+        raise ConfigError("usage: embodied bench engine|bridge [key=value ...]")
     if argv[0] in COMMANDS:
         return argv[0], argv[1:]
     close = difflib.get_close_matches(argv[0], [c.split()[0] for c in COMMANDS] + ["compare"], n=1)

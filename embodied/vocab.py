@@ -1,8 +1,9 @@
 """The world's vocabulary: colours, shapes, containers, board locations, relations.
 
 Objects are named the way a person would name them: ``<colour> <shape>`` ("red cube").
-Containers are ``tray`` and ``<colour> bin``. Board locations are seen from the camera,
-which looks at the table from the far side towards the robot... see ``LOCATIONS``.
+Containers are ``tray`` and ``<colour> bin``. Board locations are named as the front camera
+shows them: it looks down on the table from above the robot, so the image top is far from
+the robot (+x) and the image left is the robot's left (+y); see ``LOCATIONS``.
 The split into training and held-out attributes drives the generalisation levels
 (``envs/levels.py``).
 """
