@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from embodied.errors import ConfigError
 from embodied.plan import PlanStep
 from envs.spec import SceneSpec, WorldState
 
@@ -25,6 +26,20 @@ class Episode:
     goal: dict[str, Any] = field(default_factory=dict)  # JSON-able goal parameters
     max_steps: int = 10
 
+    def to_dict(self) -> dict:
+        """JSON-able form; ``Episode.from_dict`` inverts it."""
+        return {"family": self.family, "level": self.level, "split": self.split, "seed": self.seed,
+                "scene": self.scene.to_dict(), "instruction": self.instruction, "goal": self.goal,
+                "max_steps": self.max_steps}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Episode":
+        missing = [k for k in ("family", "level", "split", "seed", "scene", "instruction", "goal") if k not in d]
+        if missing:
+            raise ConfigError(f"episode dict is missing {', '.join(missing)}; build it with Episode.to_dict()")
+        return cls(str(d["family"]), str(d["level"]), str(d["split"]), int(d["seed"]), SceneSpec.from_dict(d["scene"]),
+                   str(d["instruction"]), dict(d["goal"]), int(d.get("max_steps", 10)))
+
 
 class Task(ABC):
     """One task family. Subclasses set ``family`` and implement the three methods."""
@@ -32,6 +47,22 @@ class Task(ABC):
     family: str = ""
     # True when the plan depends on what is on the table, not only on the instruction text.
     scene_dependent: bool = False
+    # Instruction templates ("{obj}"-style fields): training ones, held-out ones (L2 test)
+    # and the L4 variant's (L4 test; empty = the training ones). ``l4_variant`` says in words
+    # which composition L4 holds out.
+    phrasings: tuple[str, ...] = ()
+    heldout_phrasings: tuple[str, ...] = ()
+    l4_phrasings: tuple[str, ...] = ()
+    l4_variant: str = ""
+
+    def heldout_templates(self) -> tuple[str, ...]:
+        """Templates never used by a train split."""
+        return self.heldout_phrasings + self.l4_phrasings
+
+    def failure(self, episode: Episode, world: WorldState) -> str | None:
+        """Why the episode has failed for good (an object off the table), or None."""
+        gone = world.off_table()
+        return f"off the table or out of the workspace: {', '.join(gone)}" if gone else None
 
     @abstractmethod
     def sample(self, seed: int, level: str = "L1", split: str = "test") -> Episode:
