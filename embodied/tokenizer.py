@@ -34,6 +34,7 @@ IMAGE, STATE = "<image>", "<state>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK, IMAGE, STATE)
 WORD_PREFIX = "▁"
 SEPARATOR = ";"
+PROMPT_WORDS = "Instruction: Scene: Robot: Done so far: nothing Plan:"
 
 
 class TokenizerError(EmbodiedError, ValueError):
@@ -65,6 +66,7 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 512):
     words = grammar_words()
     # The grammar is known a priori: repeat it so every grammar word is merged whole.
     grammar_corpus = [" ".join(words) + " ; " + " ".join(reversed(words))] * 2000
+    grammar_corpus += [PROMPT_WORDS] * 200  # the prompt template's own words
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=list(SPECIAL_TOKENS),

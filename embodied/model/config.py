@@ -1,0 +1,80 @@
+"""Model configuration (dataclasses; also the hydra schema for ``configs/model/*.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+from embodied.errors import ConfigError
+
+
+@dataclass
+class LMConfig:
+    """The decoder. From scratch: a Llama config; ``pretrained``: a local AutoModelForCausalLM dir."""
+
+    hidden_size: int = 192
+    layers: int = 3
+    heads: int = 4
+    kv_heads: int = 4
+    intermediate_size: int = 512
+    max_positions: int = 512
+    pretrained: Optional[str] = None
+
+
+@dataclass
+class VisionConfig:
+    """ViT-style encoder: a small conv stem, ``patch_size`` patches, transformer layers.
+
+    Tokens per frame = (image_size // patch_size) ** 2. ``pretrained``: a local
+    transformers vision model directory (ViT, CLIP vision, ...) used instead.
+    """
+
+    image_size: int = 128
+    patch_size: int = 16
+    stem_channels: int = 48
+    width: int = 128
+    depth: int = 2
+    heads: int = 4
+    pretrained: Optional[str] = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = "default"
+    lm: LMConfig = field(default_factory=LMConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    state_size: int = 15
+    state_tokens: int = 2
+    state_hidden: int = 128
+    vocab_size: int = 512  # BPE vocabulary size when the tokenizer is trained from scratch
+    cameras: list[str] = field(default_factory=list)  # which frames to use, in order; empty = all, sorted
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        d = dict(d)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config keys {unknown}; known: {sorted(known)}")
+        try:
+            lm = LMConfig(**d.pop("lm", {}))
+            vision = VisionConfig(**d.pop("vision", {}))
+        except TypeError as e:
+            raise ConfigError(f"bad model config: {e}") from e
+        return cls(lm=lm, vision=vision, **d)
+
+    def check(self) -> "ModelConfig":
+        v = self.vision
+        if v.pretrained is None and (v.image_size % v.patch_size or v.patch_size % 4):
+            raise ConfigError(
+                f"vision.image_size ({v.image_size}) must be a multiple of vision.patch_size ({v.patch_size}), "
+                "and patch_size a multiple of 4"
+            )
+        if self.lm.hidden_size % self.lm.heads or self.lm.heads % self.lm.kv_heads:
+            raise ConfigError("lm.hidden_size must divide by lm.heads, and lm.heads by lm.kv_heads")
+        if self.state_tokens < 1:
+            raise ConfigError("state_tokens must be >= 1")
+        return self

@@ -1,0 +1,313 @@
+"""PaLM-E-style planner: a causal LM reading frames, state vectors and text in one sequence.
+
+Sequence assembly: each prompt becomes token ids ``<bos> text... <image>*P ... <state>*k ...``
+(one placeholder token per encoder output position; text segments are tokenized one by one);
+the LM's token embeddings are computed for all ids and the vision / state encoder outputs,
+projected to the LM width, are written over the placeholder positions.
+
+Batch convention (``embed`` and ``forward``): LEFT padding with ``<pad>``;
+``attention_mask`` is 1 on real positions; position ids are ``cumsum(mask) - 1`` (clamped
+at 0), so a prompt gets the same positions whatever it is batched with.
+
+Training (``forward(prompts, targets)``): the target plan text plus ``<eos>`` follows the
+prompt; the loss is next-token cross-entropy on the target tokens only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from embodied.errors import ConfigError, ObservationError
+from embodied.model.config import ModelConfig
+from embodied.model.encoders import PretrainedVisionEncoder, StateEncoder, VisionEncoder, frames_to_tensor
+from embodied.model.prompt import ImageSegment, MultimodalPrompt, StateSegment, TextSegment
+from embodied.observation import Observation
+from embodied.plan import STEP_SEPARATOR, PlanStep, format_plan
+from embodied.tokenizer import IMAGE, STATE
+
+IGNORE = -100
+FORMAT = "embodied-palme"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PalmEOutput:
+    logits: torch.Tensor  # (B, T, V)
+    attention_mask: torch.Tensor  # (B, T)
+    loss: Optional[torch.Tensor] = None  # scalar, mean over target tokens
+    labels: Optional[torch.Tensor] = None  # (B, T), IGNORE outside targets (not shifted)
+    target_tokens: int = 0
+
+
+@dataclass
+class PromptTokens:
+    ids: list[int]
+    images: list[np.ndarray]
+    states: list[np.ndarray]
+    prefix_length: int
+
+
+def _build_lm(config: ModelConfig, tokenizer) -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    c = config.lm
+    lc = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=c.hidden_size,
+        intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.layers,
+        num_attention_heads=c.heads,
+        num_key_value_heads=c.kv_heads,
+        max_position_embeddings=c.max_positions,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return LlamaForCausalLM(lc)
+
+
+def _load_pretrained_lm(path: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from embodied.tokenizer import BOS, EOS, PAD
+
+    if not Path(path).is_dir():
+        raise ConfigError(f"lm.pretrained={path!r} is not a local directory; download it first (no hub access at run time)")
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    extra = {"additional_special_tokens": [IMAGE, STATE]}
+    for attr, val in (("pad_token", PAD), ("bos_token", BOS), ("eos_token", EOS)):
+        if getattr(tok, attr) is None:
+            extra[attr] = val
+    tok.add_special_tokens(extra)
+    lm = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    lm.resize_token_embeddings(len(tok))
+    return lm, tok
+
+
+def _load_pretrained_vision(path: str) -> nn.Module:
+    from transformers import AutoModel
+
+    if not Path(path).is_dir():
+        raise ConfigError(f"vision.pretrained={path!r} is not a local directory")
+    m = AutoModel.from_pretrained(path, local_files_only=True)
+    return getattr(m, "vision_model", m)
+
+
+class PalmE(nn.Module):
+    """The planner model. Build with ``PalmE.create(config, corpus)`` or ``PalmE.load(dir)``."""
+
+    def __init__(self, config: ModelConfig, tokenizer, lm: nn.Module | None = None, vision: nn.Module | None = None):
+        super().__init__()
+        self.config = config.check()
+        self.tokenizer = tokenizer
+        self.lm = lm if lm is not None else _build_lm(config, tokenizer)
+        d = self.lm.get_input_embeddings().embedding_dim
+        if vision is not None:
+            self.vision = PretrainedVisionEncoder(vision, config.vision.image_size)
+        else:
+            self.vision = VisionEncoder(config.vision)
+        self.vision_proj = nn.Sequential(nn.Linear(self.vision.out_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.state_encoder = StateEncoder(config.state_size, config.state_tokens, config.state_hidden, config.state_hidden)
+        self.state_proj = nn.Linear(config.state_hidden, d)
+        self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE)
+        self.state_token_id = tokenizer.convert_tokens_to_ids(STATE)
+        self._text_cache: dict[str, list[int]] = {}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, config: ModelConfig, corpus: Sequence[str] = ()) -> "PalmE":
+        """A fresh model; the tokenizer is trained on ``corpus`` (instructions and plans)."""
+        from embodied.tokenizer import build_tokenizer
+
+        lm = vision = None
+        if config.lm.pretrained:
+            lm, tok = _load_pretrained_lm(config.lm.pretrained)
+        else:
+            tok = build_tokenizer(corpus, vocab_size=config.vocab_size)
+        if config.vision.pretrained:
+            vision = _load_pretrained_vision(config.vision.pretrained)
+        return cls(config, tok, lm=lm, vision=vision)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.vision.tokens_per_frame
+
+    # ------------------------------------------------------------------ prompts
+    def build_prompt(self, observation: Observation, ablate: str | None = None) -> MultimodalPrompt:
+        """``Instruction: <text> Scene: <img>... Robot: <state> Done so far: <history> Plan:``."""
+        obs = observation.ablated(ablate) if ablate not in (None, "", "none") else observation
+        cams = list(self.config.cameras) or sorted(obs.frames)
+        missing = [c for c in cams if c not in obs.frames]
+        if missing:
+            raise ObservationError(f"observation has no frame from camera(s) {missing}; it has {sorted(obs.frames)}")
+        history = STEP_SEPARATOR.join(obs.history) if obs.history else "nothing"
+        segs = [TextSegment(f"Instruction: {obs.instruction}"), TextSegment("Scene:")]
+        segs += [ImageSegment(np.asarray(obs.frames[c]), camera=c) for c in cams]
+        segs += [
+            TextSegment("Robot:"),
+            StateSegment(np.asarray(obs.state, dtype=np.float32)),
+            TextSegment(f"Done so far: {history}"),
+            TextSegment("Plan:"),
+        ]
+        return MultimodalPrompt(segs, prefix_segments=2)
+
+    @staticmethod
+    def plan_target(steps: Sequence[PlanStep | str]) -> str:
+        """Plan text for training targets: steps joined by ``; ``, ending with ``done`` (EOS is added by ``forward``)."""
+        parsed = [s if isinstance(s, PlanStep) else PlanStep.parse(s) for s in steps]
+        if not parsed or not parsed[-1].is_done:
+            parsed.append(PlanStep("done"))
+        return format_plan(parsed)
+
+    def encode_text(self, text: str) -> list[int]:
+        ids = self._text_cache.get(text)
+        if ids is None:
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            if len(self._text_cache) < 100_000:
+                self._text_cache[text] = ids
+        return list(ids)
+
+    def tokenize(self, prompt: MultimodalPrompt) -> PromptTokens:
+        """Token ids with placeholders, the frames and states in order, and the prefix length."""
+        ids = [self.tokenizer.bos_token_id]
+        images, states = [], []
+        prefix = 1
+        for i, seg in enumerate(prompt.segments):
+            if isinstance(seg, TextSegment):
+                ids += self.encode_text(seg.text)
+            elif isinstance(seg, ImageSegment):
+                px = seg.pixels
+                if not isinstance(px, np.ndarray) or px.dtype != np.uint8 or px.ndim != 3 or px.shape[2] != 3:
+                    raise ObservationError(f"image segment must be HxWx3 uint8, got {getattr(px, 'shape', None)}")
+                images.append(px)
+                ids += [self.image_token_id] * self.tokens_per_frame
+            elif isinstance(seg, StateSegment):
+                v = np.asarray(seg.values, dtype=np.float32)
+                if v.shape != (self.config.state_size,):
+                    raise ObservationError(f"state segment must have shape ({self.config.state_size},), got {v.shape}")
+                states.append(v)
+                ids += [self.state_token_id] * self.config.state_tokens
+            else:
+                raise ObservationError(f"unknown prompt segment type {type(seg).__name__}")
+            if i < prompt.prefix_segments:
+                prefix = len(ids)
+        return PromptTokens(ids, images, states, prefix)
+
+    def prefix_length(self, prompt: MultimodalPrompt) -> int:
+        """Number of leading positions that depend only on the instruction (``<bos>`` included)."""
+        return self.tokenize(prompt).prefix_length
+
+    # ------------------------------------------------------------------ embedding
+    def _assemble(self, token_lists: list[list[int]], images: list[np.ndarray], states: list[np.ndarray]):
+        """Left-pad ids, embed them and write encoder outputs over the placeholders."""
+        dev = self.device
+        T = max(len(t) for t in token_lists)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(token_lists), T), pad, dtype=torch.long)
+        mask = torch.zeros((len(token_lists), T), dtype=torch.long)
+        for b, t in enumerate(token_lists):
+            ids[b, T - len(t):] = torch.tensor(t, dtype=torch.long)
+            mask[b, T - len(t):] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        embeds = self.lm.get_input_embeddings()(ids)  # (B, T, D)
+        if images:
+            px = frames_to_tensor(images, self.config.vision.image_size, dev)  # (N, 3, S, S)
+            img = self.vision_proj(self.vision(px))  # (N, P, D)
+            sel = (ids == self.image_token_id).unsqueeze(-1)  # (B, T, 1)
+            embeds = embeds.masked_scatter(sel, img.to(embeds.dtype))
+        if states:
+            st = torch.from_numpy(np.stack(states)).to(dev)  # (M, S)
+            se = self.state_proj(self.state_encoder(st))  # (M, k, D)
+            sel = (ids == self.state_token_id).unsqueeze(-1)
+            embeds = embeds.masked_scatter(sel, se.to(embeds.dtype))
+        return ids, embeds, mask
+
+    def embed(self, prompts: Sequence[MultimodalPrompt]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts -> (inputs_embeds (B, T, D), attention_mask (B, T) long), left-padded."""
+        toks = [self.tokenize(p) for p in prompts]
+        _, embeds, mask = self._assemble(
+            [t.ids for t in toks], [i for t in toks for i in t.images], [s for t in toks for s in t.states]
+        )
+        return embeds, mask
+
+    @staticmethod
+    def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+        return (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+
+    # ------------------------------------------------------------------ training forward
+    def forward(self, prompts: Sequence[MultimodalPrompt], targets: Sequence[str] | None = None) -> PalmEOutput:
+        """Logits for prompts (+ targets); with targets, the loss on the target tokens (and EOS) only."""
+        toks = [self.tokenize(p) for p in prompts]
+        seqs, label_lists = [], []
+        for b, t in enumerate(toks):
+            tgt = [] if targets is None else self.encode_text(targets[b]) + [self.tokenizer.eos_token_id]
+            seqs.append(t.ids + tgt)
+            label_lists.append([IGNORE] * len(t.ids) + tgt)
+        ids, embeds, mask = self._assemble(
+            seqs, [i for t in toks for i in t.images], [s for t in toks for s in t.states]
+        )
+        out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=self.position_ids(mask), use_cache=False)
+        logits = out.logits  # (B, T, V)
+        if targets is None:
+            return PalmEOutput(logits=logits, attention_mask=mask)
+        T = ids.shape[1]
+        labels = torch.full_like(ids, IGNORE)
+        for b, lab in enumerate(label_lists):
+            labels[b, T - len(lab):] = torch.tensor(lab, dtype=torch.long, device=ids.device)
+        shift_logits = logits[:, :-1].float()  # (B, T-1, V)
+        shift_labels = labels[:, 1:]  # (B, T-1)
+        n = int((shift_labels != IGNORE).sum())
+        loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE)
+        return PalmEOutput(logits=logits, attention_mask=mask, loss=loss, labels=labels, target_tokens=n)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> Path:
+        """One directory: model.safetensors, config.json, lm/config.json, tokenizer.json (+ tokenizer_config)."""
+        from safetensors.torch import save_model
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": self.config.to_dict()}
+        (d / "config.json").write_text(json.dumps(meta, indent=2))
+        self.lm.config.save_pretrained(d / "lm")
+        if isinstance(self.vision, PretrainedVisionEncoder):
+            self.vision.model.config.save_pretrained(d / "vision")
+        self.tokenizer.save_pretrained(str(d))
+        save_model(self, str(d / "model.safetensors"))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "PalmE":
+        """Load a directory written by ``save``. Raises ``ConfigError`` if it is not one."""
+        from safetensors.torch import load_model
+        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+        d = Path(directory)
+        if not (d / "config.json").is_file() or not (d / "model.safetensors").is_file():
+            raise ConfigError(f"{d} is not a saved PalmE directory (needs config.json and model.safetensors); train one with `embodied train`")
+        meta = json.loads((d / "config.json").read_text())
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise ConfigError(f"{d}/config.json: unsupported format {meta.get('format')!r} v{meta.get('format_version')}")
+        config = ModelConfig.from_dict(meta["model"])
+        tok = PreTrainedTokenizerFast.from_pretrained(str(d), local_files_only=True)
+        lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(d / "lm"), local_files_only=True))
+        vision = None
+        if (d / "vision").is_dir():
+            vision = AutoModel.from_config(AutoConfig.from_pretrained(str(d / "vision"), local_files_only=True))
+            vision = getattr(vision, "vision_model", vision)
+        model = cls(config, tok, lm=lm, vision=vision)
+        load_model(model, str(d / "model.safetensors"), strict=True)
+        return model.to(device).eval()

@@ -1,0 +1,382 @@
+"""Train the PaLM-E-style planner on oracle demonstrations.
+
+    embodied train data=data/l1 out=runs/model [model=tiny] [steps=2000] [batch_size=32] ...
+    torchrun --nproc_per_node=2 -m embodied.train data=data/l1 out=runs/model
+
+AdamW with linear warm-up and cosine decay, bf16 autocast on CUDA (fp32 on CPU), optional
+gradient checkpointing and accumulation, loss on the plan tokens only. Every ``val_every``
+steps: validation loss and teacher-forced plan exact match on held-out episodes. ``out``
+always holds the latest model (``PalmE.load(out)``), plus ``metrics.jsonl``,
+``train_state.json`` and (until the run finishes) ``optimizer.safetensors`` to resume.
+Under ``torchrun`` the same script runs DDP (gloo on CPU, nccl on CUDA).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from embodied.errors import ConfigError
+from embodied.model.config import ModelConfig
+
+
+@dataclass
+class TrainConfig:
+    data: str = "data/l1"
+    out: str = "runs/model"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    steps: int = 2000
+    batch_size: int = 32  # per process and micro-batch
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    val_fraction: float = 0.05
+    val_every: int = 250
+    val_batches: int = 8
+    checkpoint_every: int = 500
+    resume: bool = True
+    keep_optimizer: bool = False  # keep optimizer.safetensors after the run finishes
+    grad_checkpointing: bool = False
+    seed: int = 0
+    log_every: int = 10
+    device: str = "auto"  # auto | cpu | cuda
+    threads: Optional[int] = None  # torch CPU threads
+    max_minutes: Optional[float] = None  # stop early (with a checkpoint) after this wall time
+    instruction_word_dropout: float = 0.0  # drop non-grammar instruction words (robustness to phrasing)
+    progress: bool = True
+
+
+def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``steps``.
+
+    With ``max_minutes`` the decay follows whichever is further along, steps or wall time,
+    so a run cut short by its time budget still ends at the low learning rate.
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    if cfg.max_minutes:
+        t = max(t, min(1.0, elapsed_s / (60 * cfg.max_minutes)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class _Dist:
+    """Rank / world size from torchrun's environment; process group set up when world > 1."""
+
+    def __init__(self, device_kind: str):
+        import torch.distributed as dist
+
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def any(self, flag: bool) -> bool:
+        if not self.enabled:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def mean(self, values: list[float]) -> list[float]:
+        if not self.enabled:
+            return values
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(t)
+        return (t / self.world).tolist()
+
+    def close(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _save_optimizer(opt, model, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    index = {p: i for i, p in enumerate(model.parameters())}
+    tensors = {}
+    for p, st in opt.state.items():
+        for k, v in st.items():
+            tensors[f"{index[p]}.{k}"] = v.detach().reshape(-1).clone().contiguous() if v.ndim == 0 else v.detach().contiguous()
+    save_file(tensors, str(path))
+
+
+def _load_optimizer(opt, model, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    params = list(model.parameters())
+    for key, v in tensors.items():
+        i, k = key.split(".", 1)
+        p = params[int(i)]
+        opt.state[p][k] = v.reshape(()) if k == "step" else v.to(p.device)
+
+
+def _batches(n: int, batch: int, seed: int, rank: int, world: int):
+    """Endless per-rank batches of indices: a fresh shuffle each epoch, sharded by rank."""
+    epoch = 0
+    while True:
+        order = list(range(n))
+        random.Random(seed + epoch).shuffle(order)
+        mine = order[rank::world]
+        for i in range(0, len(mine) - batch + 1, batch):
+            yield mine[i : i + batch]
+        epoch += 1
+
+
+def _drop_words(text: str, p: float, rng: random.Random) -> str:
+    """Drop each word that is not a plan-grammar word with probability ``p``."""
+    from embodied.tokenizer import grammar_words
+
+    keep = set(grammar_words())
+    words = [w for w in text.split() if w.lower().strip(",.:;") in keep or rng.random() >= p]
+    return " ".join(words) or text
+
+
+@dataclass
+class _Eval:
+    loss: float
+    exact_match: float
+    examples: int
+
+
+def evaluate(model, dataset, batch_size: int, max_batches: int, autocast) -> _Eval:
+    """Validation loss (mean over target tokens) and teacher-forced exact match of whole plans."""
+    import torch
+
+    from embodied.model.palme import IGNORE
+
+    was_training = model.training
+    model.eval()
+    tot_loss = tot_tok = hits = n = 0
+    n_eval = min(len(dataset), batch_size * max_batches)
+    # evenly spaced over the split, so every family is represented (shards are grouped by family)
+    picks = sorted({int(i * len(dataset) / n_eval) for i in range(n_eval)})
+    with torch.no_grad():
+        for start in range(0, len(picks), batch_size):
+            exs = [dataset[i] for i in picks[start : start + batch_size]]
+            with autocast():
+                out = model([model.build_prompt(e.observation) for e in exs], [e.target for e in exs])
+            tot_loss += float(out.loss) * out.target_tokens
+            tot_tok += out.target_tokens
+            pred = out.logits[:, :-1].argmax(-1)  # (B, T-1)
+            lab = out.labels[:, 1:]  # (B, T-1)
+            ok = ((pred == lab) | (lab == IGNORE)).all(-1)  # (B,)
+            hits += int(ok.sum())
+            n += len(exs)
+    model.train(was_training)
+    return _Eval(loss=tot_loss / max(1, tot_tok), exact_match=hits / max(1, n), examples=n)
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run training; returns the final metrics dict (rank 0's view)."""
+    import contextlib
+
+    import torch
+    from tqdm import tqdm
+
+    from embodied.data.dataset import PlanDataset
+    from embodied.model.palme import PalmE
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    kind = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but CUDA is not available; use device=cpu")
+    dist = _Dist(kind)
+    device = torch.device(f"cuda:{dist.local_rank}" if kind == "cuda" else "cpu")
+    torch.manual_seed(cfg.seed + dist.rank)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path, opt_path, metrics_path = out / "train_state.json", out / "optimizer.safetensors", out / "metrics.jsonl"
+
+    train_ds = PlanDataset(cfg.data, "train", cfg.val_fraction)
+    val_ds = PlanDataset(cfg.data, "val", cfg.val_fraction)
+    if len(train_ds) < cfg.batch_size * dist.world:
+        raise ConfigError(f"{cfg.data} has {len(train_ds)} training examples, fewer than batch_size x processes; generate more or lower batch_size")
+
+    start_step = 0
+    resumed = cfg.resume and state_path.is_file() and (out / "model.safetensors").is_file()
+    prior = json.loads(state_path.read_text()) if resumed else {}
+    if resumed and prior.get("finished") and prior.get("steps") == cfg.steps:
+        if dist.main:
+            print(f"{out}: training already finished at step {prior['step']}; use resume=false to retrain")
+        dist.close()
+        return prior
+    if dist.main and not resumed:
+        torch.manual_seed(cfg.seed)
+        PalmE.create(cfg.model, train_ds.texts()).save(out)
+        metrics_path.unlink(missing_ok=True)
+    dist.barrier()
+    model = PalmE.load(out, device=device).train()
+    prior_elapsed = float(prior.get("elapsed_s", 0.0)) if resumed else 0.0
+    if resumed:
+        start_step = int(prior.get("step", 0))
+    if cfg.grad_checkpointing:
+        model.lm.gradient_checkpointing_enable()
+
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.95), fused=False,
+    )
+    if resumed and opt_path.is_file():
+        _load_optimizer(opt, model, opt_path)
+    net = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=None)
+
+    def autocast():
+        if kind == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def checkpoint(step: int, finished: bool) -> None:
+        if not dist.main:
+            return
+        model.save(out)
+        if finished and not cfg.keep_optimizer:
+            opt_path.unlink(missing_ok=True)
+        else:
+            _save_optimizer(opt, model, opt_path)
+        state_path.write_text(json.dumps({"step": step, "steps": cfg.steps, "finished": finished,
+                                          "elapsed_s": time.time() - t0 + prior_elapsed, "config": _plain(cfg)}, indent=2))
+
+    def log(rec: dict) -> None:
+        if dist.main:
+            with metrics_path.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    rng = random.Random(cfg.seed * 1000 + dist.rank + start_step)
+    batches = _batches(len(train_ds), cfg.batch_size, cfg.seed + start_step, dist.rank, dist.world)
+    t0 = time.time()
+    bar = tqdm(total=cfg.steps, initial=start_step, disable=not (cfg.progress and dist.main), desc="train", dynamic_ncols=True)
+    tokens = examples = 0
+    window_t, window_tok, window_loss, window_n = time.time(), 0, 0.0, 0
+    last: dict = {}
+    step = start_step
+    for step in range(start_step, cfg.steps):
+        lr = lr_at(step, cfg, dist.mean([time.time() - t0])[0] + prior_elapsed)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for micro in range(cfg.grad_accum):
+            exs = [train_ds[i] for i in next(batches)]
+            if cfg.instruction_word_dropout > 0:
+                for e in exs:
+                    e.observation.instruction = _drop_words(e.observation.instruction, cfg.instruction_word_dropout, rng)
+            sync = contextlib.nullcontext() if (not dist.enabled or micro == cfg.grad_accum - 1) else net.no_sync()
+            with sync:
+                with autocast():
+                    o = net([model.build_prompt(e.observation) for e in exs], [e.target for e in exs])
+                (o.loss / cfg.grad_accum).backward()
+            step_loss += o.loss.item() / cfg.grad_accum
+            n_tok = int(o.attention_mask.sum())
+            tokens += n_tok
+            window_tok += n_tok
+            examples += len(exs)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        window_loss += step_loss
+        window_n += 1
+        bar.update(1)
+        done_steps = step + 1
+        if done_steps % cfg.log_every == 0 or done_steps == cfg.steps:
+            dt = max(1e-9, time.time() - window_t)
+            loss_avg, = dist.mean([window_loss / window_n])
+            rec = {"step": done_steps, "loss": loss_avg, "lr": lr, "tokens_per_s": window_tok * dist.world / dt,
+                   "examples": examples * dist.world, "elapsed_s": time.time() - t0}
+            log(rec)
+            bar.set_postfix(loss=f"{loss_avg:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+            last.update(rec)
+            window_t, window_tok, window_loss, window_n = time.time(), 0, 0.0, 0
+        out_of_time = cfg.max_minutes is not None and (time.time() - t0 + prior_elapsed) > cfg.max_minutes * 60
+        out_of_time = dist.any(out_of_time)
+        final = done_steps == cfg.steps or out_of_time
+        if len(val_ds) and (done_steps % cfg.val_every == 0 or final):
+            ev = evaluate(model, val_ds, cfg.batch_size, cfg.val_batches, autocast)
+            vl, em = dist.mean([ev.loss, ev.exact_match])
+            rec = {"step": done_steps, "val_loss": vl, "val_exact_match": em, "val_examples": ev.examples * dist.world}
+            log(rec)
+            last.update(rec)
+            if dist.main and not cfg.progress:
+                print(json.dumps(rec), flush=True)
+        if done_steps % cfg.checkpoint_every == 0 or final:
+            # a run stopped by its time budget is finished: the schedule has decayed by then
+            checkpoint(done_steps, finished=final)
+            dist.barrier()
+        if out_of_time:
+            if dist.main:
+                print(f"stopping at step {done_steps}: max_minutes={cfg.max_minutes} reached")
+            break
+    bar.close()
+    elapsed = time.time() - t0
+    summary = dict(last, steps_done=step + 1, train_examples=len(train_ds), val_examples_total=len(val_ds),
+                   wall_s=elapsed, mean_tokens_per_s=tokens * dist.world / max(1e-9, elapsed),
+                   parameters=sum(p.numel() for p in model.parameters()))
+    log({"summary": summary})
+    if dist.main:
+        print(json.dumps({"summary": summary}), flush=True)
+    dist.close()
+    return summary
+
+
+def _plain(cfg: TrainConfig) -> dict:
+    from dataclasses import asdict
+
+    return asdict(cfg)
+
+
+def main(cfg) -> int:
+    """Entry point for ``embodied train`` (a composed DictConfig)."""
+    from embodied.cli import validated
+
+    train(validated(cfg, TrainConfig))
+    return 0
+
+
+if __name__ == "__main__":
+    from embodied.cli import compose
+
+    try:
+        sys.exit(main(compose("train", sys.argv[1:])))
+    except ConfigError as e:
+        print(f"embodied train: error: {e}", file=sys.stderr)
+        sys.exit(2)

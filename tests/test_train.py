@@ -1,0 +1,88 @@
+"""Training: the tiny config learns on CPU in seconds; checkpoints resume; configs are validated."""
+
+import json
+
+import pytest
+
+from embodied.cli import compose, validated
+from embodied.data.synthetic import write_synthetic
+from embodied.errors import ConfigError
+from embodied.train import TrainConfig, lr_at, train
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_synthetic(tmp_path_factory.mktemp("syn"), 96, image_size=32)
+
+
+def cfg_for(data, out, *extra):
+    return validated(compose("train", [f"data={data}", f"out={out}", "model=tiny", "batch_size=8", "warmup_steps=3",
+                                       "lr=0.003", "val_every=10", "log_every=2", "val_fraction=0.15",
+                                       "progress=false", *extra]), TrainConfig)
+
+
+def records(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_model_loss_falls_and_checkpoint_loads(data, tmp_path):
+    from embodied.model import PalmE
+
+    out = tmp_path / "run"
+    summary = train(cfg_for(data, out, "steps=30"))
+    recs = records(out)
+    losses = [r["loss"] for r in recs if "loss" in r]
+    assert losses[-1] < 0.5 * losses[0]
+    vals = [r for r in recs if "val_loss" in r]
+    assert len(vals) == 3 and vals[-1]["val_loss"] < vals[0]["val_loss"]
+    assert 0.0 <= vals[-1]["val_exact_match"] <= 1.0 and summary["mean_tokens_per_s"] > 0
+    state = json.loads((out / "train_state.json").read_text())
+    assert state["finished"] and state["step"] == 30
+    assert not (out / "optimizer.safetensors").exists()  # removed once finished (keep_optimizer=false)
+    model = PalmE.load(out)
+    assert model.config.name == "tiny"
+
+
+def test_stop_on_time_budget_and_resume(data, tmp_path):
+    out = tmp_path / "run"
+    train(cfg_for(data, out, "steps=8", "max_minutes=0", "keep_optimizer=true"))  # stops after the first step
+    state = json.loads((out / "train_state.json").read_text())
+    assert state["step"] == 1 and state["finished"]  # the time budget ends the run
+    assert (out / "optimizer.safetensors").is_file()
+    train(cfg_for(data, out, "steps=10"))  # a longer run resumes from the checkpoint
+    steps = [r["step"] for r in records(out) if "loss" in r]
+    assert steps == [2, 4, 6, 8, 10]  # continued from step 1, not restarted
+    assert train(cfg_for(data, out, "steps=10"))["step"] == 10  # finished: nothing more to do
+    assert [r["step"] for r in records(out) if "loss" in r] == steps
+    assert json.loads((out / "train_state.json").read_text())["finished"]
+    assert not (out / "optimizer.safetensors").exists()
+
+
+def test_lr_schedule_warms_up_then_decays():
+    c = TrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    lrs = [lr_at(s, c) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] >= 0.1 and lrs[-1] < 0.11
+
+
+def test_config_errors_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="stepz"):
+        compose("train", ["stepz=3"])
+    with pytest.raises(ConfigError):
+        validated(compose("train", ["steps=lots"]), TrainConfig)
+    with pytest.raises(ConfigError):
+        compose("train", ["model.lm.hiden_size=3"])
+    with pytest.raises(ConfigError, match="datagen"):
+        train(validated(compose("train", [f"data={tmp_path}/none", f"out={tmp_path}/o", "model=tiny"]), TrainConfig))
+
+
+def test_time_budget_drives_the_decay_and_word_dropout_keeps_grammar_words():
+    import random
+
+    from embodied.train import _drop_words
+
+    c = TrainConfig(steps=1000, warmup_steps=0, lr=1.0, min_lr_ratio=0.1, max_minutes=1.0)
+    assert lr_at(10, c, elapsed_s=0.0) > 0.99 and lr_at(10, c, elapsed_s=60.0) == pytest.approx(0.1)
+    rng = random.Random(0)
+    out = _drop_words("please could you put the red cube into the tray", 1.0, rng)
+    assert out == "put red cube tray"
