@@ -61,7 +61,7 @@ class EvalConfig(PlannerOptions):
     episodes: int = 10
     seed: int = 0
     workers: int = 1
-    tasks: str = "all"  # comma-separated families, or "all"
+    tasks: Any = "all"  # "all", one family, or a list: tasks=[stack,tower]
     video: bool = False
     out: str = "runs/eval"
     progress: bool = True
@@ -285,7 +285,12 @@ def evaluate(cfg: EvalConfig) -> dict:
     from envs.tasks import TASKS
 
     _check_options(cfg, cfg.level)
-    families = list(TASKS) if cfg.tasks == "all" else [t.strip() for t in cfg.tasks.split(",") if t.strip()]
+    if cfg.tasks == "all":
+        families = list(TASKS)
+    elif isinstance(cfg.tasks, str):
+        families = [t.strip() for t in cfg.tasks.split(",") if t.strip()]
+    else:
+        families = [str(t) for t in cfg.tasks]
     unknown = [t for t in families if t not in TASKS]
     if unknown:
         raise ConfigError(f"unknown task {unknown[0]!r}; tasks are {', '.join(TASKS)}")
