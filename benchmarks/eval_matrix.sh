@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The README's results table: oracle, model and random planner at L1-L4 plus the model's
+# ablations, all on the same seeds (so `embodied compare` pairs them), then one table.
+# Usage: benchmarks/eval_matrix.sh [episodes-per-family] [workers] [which: all|oracle|model]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-20}
+W=${2:-2}
+WHICH=${3:-all}
+OUT=benchmarks/results/eval
+E=".venv/bin/embodied eval episodes=$N workers=$W seed=0 progress=false"
+if [ "$WHICH" != model ]; then
+  for L in L1 L2 L3 L4; do $E planner=oracle level=$L out=$OUT/oracle-$L >/dev/null; done
+  $E planner=random level=L1 out=$OUT/random-L1 >/dev/null
+fi
+if [ "$WHICH" != oracle ]; then
+  for L in L1 L2 L3 L4; do $E planner=model level=$L out=$OUT/model-$L >/dev/null; done
+  $E planner=model level=L1 ablate=frames out=$OUT/model-L1-ablate-frames >/dev/null
+  $E planner=model level=L1 ablate=state out=$OUT/model-L1-ablate-state >/dev/null
+  $E planner=model level=L1 keep_patches=32 out=$OUT/model-L1-keep32 >/dev/null
+fi
+.venv/bin/python benchmarks/eval_table.py "$OUT"
