@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -96,7 +95,6 @@ def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optio
     episode = base.episode
     keep_privileged = getattr(planner, "name", "") in PRIVILEGED_PLANNERS or getattr(planner, "forwards_privileged", False)
     executed: list[str] = []
-    frames: list[tuple[Any, str]] = []
     success, failure, info = False, None, {}
     recorder = _VideoRecorder(video_path, episode.instruction) if video_path else None
     steps = 0
@@ -307,10 +305,11 @@ def evaluate(cfg: EvalConfig) -> dict:
     meta_path.write_text(json.dumps(identity, indent=2))
 
     log_path = out / "episodes.jsonl"
-    records = [r for r in _read_jsonl(log_path) if r.get("task") in families]
-    done = {(r["task"], r["index"]) for r in records}
+    logged = _read_jsonl(log_path)
     # rewrite the log without a torn last line before appending
-    log_path.write_text("".join(json.dumps(r) + "\n" for r in _read_jsonl(log_path)))
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in logged))
+    records = [r for r in logged if r.get("task") in families]
+    done = {(r["task"], r["index"]) for r in records}
     jobs = [(t, i) for t in families for i in range(cfg.episodes) if (t, i) not in done]
     cfg_dict = asdict(cfg)
     t0 = time.perf_counter()
