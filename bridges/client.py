@@ -17,6 +17,7 @@ from typing import Iterator
 import zmq
 
 from bridges.protocol import REPLY_TYPES, check_reply, observation_message, pack, unpack
+from bridges.sockets import readable, recv_frames, send_frames
 from embodied.errors import BridgeTimeoutError, ProtocolError, RemoteError
 from embodied.observation import Observation
 from embodied.plan import PlanStep, parse_step
@@ -97,6 +98,8 @@ class BridgeClient:
         self.close()
         s = self.ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDBUF, 4 << 20)  # whole camera frames fit the kernel buffers: fewer write/wake cycles
+        s.setsockopt(zmq.RCVBUF, 4 << 20)
         s.setsockopt(zmq.RECONNECT_IVL, 100)
         s.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         if self.keys is not None:
@@ -147,7 +150,7 @@ class BridgeClient:
             if self.faults.drop():
                 return
         try:
-            self.sock.send_multipart(frames, zmq.NOBLOCK)  # copying a 150 kB frame is cheaper than zero-copy tracking
+            send_frames(self.sock, frames)  # copied: the caller may reuse its image buffer at once
         except zmq.Again:
             pass  # send queue full (server gone for long): the watchdog or the request timeout notices
 
@@ -176,13 +179,13 @@ class BridgeClient:
         """
         if self._monitor is not None:
             self._check_refused()
-            readable, _, _ = zmq.select([self.sock, self._monitor], [], [], timeout_s)
+            ready, _, _ = zmq.select([self.sock, self._monitor], [], [], timeout_s)
             self._check_refused()
-            if not any(r is self.sock for r in readable):
+            if not any(r is self.sock for r in ready):
                 return None
-        elif not self.sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+        elif not readable(self.sock, int(timeout_s * 1000)):
             return None
-        frames = self.sock.recv_multipart()  # replies are small: plain bytes are cheaper than Frames
+        frames = recv_frames(self.sock, copy=True)  # replies are small: plain bytes are cheaper than Frames
         received = time.time()
         t0 = time.perf_counter()
         if self.faults is not None:

@@ -83,9 +83,29 @@ def check_spec(spec) -> tuple[str, str, np.dtype, tuple[int, ...], str]:
     return role, name, _DTYPES[dtype], tuple(shape), codec
 
 
+_checked: list[tuple[list, list]] = []  # recently validated spec lists and their parsed fields
+
+
+def check_specs(specs: list) -> list[tuple[str, str, np.dtype, tuple[int, ...], str]]:
+    """``check_spec`` for each spec of a header. A robot sends the same specs every time, so
+    the last few validated lists are remembered and an equal list is not parsed again."""
+    for known, parsed in _checked:
+        if known == specs:
+            return parsed
+    parsed = [check_spec(s) for s in specs]
+    _checked.insert(0, ([dict(s) for s in specs], parsed))
+    del _checked[16:]
+    return parsed
+
+
 def decode_array(spec, blob) -> tuple[str, str, np.ndarray]:
     """Return ``(role, name, array)``. Raw arrays are read-only views on the received bytes."""
-    role, name, dtype, shape, codec = check_spec(spec)
+    return decode_checked(check_spec(spec), blob)
+
+
+def decode_checked(fields: tuple, blob) -> tuple[str, str, np.ndarray]:
+    """``decode_array`` for a spec already checked by ``check_spec``/``check_specs``."""
+    role, name, dtype, shape, codec = fields
     buf = memoryview(blob)
     if codec == "raw":
         expected = math.prod(shape) * dtype.itemsize

@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from bridges.codec import decode_array, encode_array
+from bridges.codec import check_specs, decode_checked, encode_array
 from embodied.errors import ProtocolError
 from embodied.observation import Observation
 
@@ -165,8 +165,8 @@ def decode_observation(header: dict, blobs: list) -> Observation:
     if privileged is not None and not isinstance(privileged, dict):
         raise ProtocolError("observation 'privileged' must be a map or nil", code="bad_observation")
     frames, depth, state = {}, {}, None
-    for spec, blob in zip(header["arrays"], blobs):
-        role, name, arr = decode_array(spec, blob)
+    for fields, blob in zip(check_specs(header["arrays"]), blobs):
+        role, name, arr = decode_checked(fields, blob)
         target = {"frame": frames, "depth": depth}.get(role)
         if target is not None:
             if name in target:
@@ -178,7 +178,7 @@ def decode_observation(header: dict, blobs: list) -> Observation:
             state = arr
     if state is None:
         raise ProtocolError("observation has no state vector", code="bad_observation")
-    # decode_array already enforced what Observation.validate checks for frames, depth and the
+    # check_specs/decode_checked already enforced what Observation.validate checks for frames, depth and the
     # state's rank and dtype; the rest is checked here without the generic (slower) path.
     if not frames:
         raise ProtocolError("observation has no camera frame", code="bad_observation")

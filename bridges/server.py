@@ -29,6 +29,7 @@ from bridges.config import section
 from bridges.protocol import (
     MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode_observation, error_message, pack, unpack,
 )
+from bridges.sockets import EVENTS, NOBLOCK, POLLIN, readable, recv_frames, send_frames
 from embodied.errors import EmbodiedError, ProtocolError
 from embodied.observation import STATE_SIZE
 from embodied.planner import Planner
@@ -97,6 +98,8 @@ class InferenceServer:
         self._auth = None
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.SNDBUF, 4 << 20)
+        self.sock.setsockopt(zmq.RCVBUF, 4 << 20)  # whole camera frames fit the kernel buffers
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a vanished robot raises, not blocks
         self.sock.setsockopt(zmq.SNDHWM, 10000)
         # Hard per-frame cap (the peer is disconnected above it); below it, unpack() replies 'too_large'.
@@ -118,16 +121,15 @@ class InferenceServer:
 
     def serve(self, max_seconds: float | None = None) -> None:
         """Run until ``stop()`` (or a signal handler calling it) or ``max_seconds``."""
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
         end = None if max_seconds is None else time.perf_counter() + max_seconds
         self.log(f"serving planner {self.metadata['planner']!r} on {self.address}")
+        sock = self.sock
         while not self._stop and (end is None or time.perf_counter() < end):
             busy = bool(self.active or self.pending)
-            if poller.poll(0 if busy else 50):
+            if readable(sock, 0 if busy else 50):
                 for _ in range(256):  # drain what is waiting, then get back to the plans
-                    self._handle(self.sock.recv_multipart(copy=False))
-                    if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+                    self._handle(recv_frames(sock, NOBLOCK))
+                    if not sock.get(EVENTS) & POLLIN:
                         break
             self._schedule()
             for req in list(self.active):
@@ -173,7 +175,7 @@ class InferenceServer:
 
     def _send(self, identity: bytes, frames: list) -> bool:
         try:
-            self.sock.send_multipart([identity, *frames], zmq.NOBLOCK)
+            send_frames(self.sock, [identity, *frames])
             return True
         except zmq.ZMQError as e:  # EHOSTUNREACH: the robot vanished; EAGAIN: it stopped reading
             self.stats.errors["unreachable"] += 1

@@ -96,6 +96,17 @@ def test_bad_arrays_get_named_errors(change, code):
     assert e.value.code == code
 
 
+def test_remembered_specs_do_not_let_a_changed_spec_through():
+    header, blobs = unpack(_bytes(observation_message(observation(0), "r", 1)))
+    decode_observation(header, blobs)
+    decode_observation(header, blobs)  # validated specs are remembered
+    for bad, code in (([16, 32, 3], "bad_shape"), ([True, 32, 3], "bad_shape")):
+        header["arrays"][0]["shape"] = bad  # the same list object, changed in place
+        with pytest.raises(ProtocolError) as e:
+            decode_observation(header, blobs)
+        assert e.value.code == code
+
+
 def test_bad_observation_fields_get_named_errors():
     header, blobs = unpack(_bytes(observation_message(observation(0), "r", 1)))
     for field, value in [("instruction", 5), ("history", "not a list"), ("timestamp", "now"), ("privileged", [1])]:
