@@ -219,3 +219,4 @@ def test_bench_rejects_bad_options():
     for bad in ({"models": "huge"}, {"device": "tpu"}, {"batch": "x"}, {"first_step_tokens": 99}):
         with pytest.raises(ConfigError):
             main(OmegaConf.create(bad))
+

@@ -142,14 +142,17 @@ class Engine:
         self._dev_constraints: dict[int, PlanConstraint] = {}
         self._pool = None
         self._use_graphs = self.is_cuda and cfg.cuda_graphs
-        self._decode_fn = self._decode_impl
+        # CPU: inference_mode (cheapest per op). CUDA: no_grad, which dynamo traces reliably
+        # (inductor failed under inference_mode with torch 2.11 on an H200).
+        self._decode_fn = self._decode_cuda if self.is_cuda else self._decode_impl
         self.compiled = False  # whether the decode step runs through inductor
         if self.is_cuda and cfg.compile:
             try:
-                self._decode_fn = torch.compile(self._decode_impl, dynamic=False, fullgraph=False)
+                self._decode_fn = torch.compile(self._decode_cuda, dynamic=False, fullgraph=False)
                 self.compiled = True
             except Exception:  # pragma: no cover - depends on the CUDA toolchain
-                self._decode_fn = self._decode_impl
+                self._decode_fn = self._decode_cuda
+        self.peak_batch = 0  # most requests decoded together in one step so far (stats, tests)
         self.buckets = [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b < B] + [B]
 
     # ------------------------------------------------------------------ public API
@@ -178,6 +181,7 @@ class Engine:
     def step(self) -> None:
         """Launch one decode step over the active rows and deliver every token that reached the host."""
         live = [(s, t) for s, t in enumerate(self.slots) if t is not None]
+        self.peak_batch = max(self.peak_batch, len(live))
         if live:
             n = next(b for b in self.buckets if b > max(s for s, _ in live))
             self._run(("decode", n), lambda: self._decode_fn(n))
@@ -352,7 +356,9 @@ class Engine:
                     self.sessions.pop(r.session, None)
             t._step_start = 0
         kv_len = self.cache_len if self.is_cuda else max(start for _, _, start in jobs) + L
-        self._run(("prefill", s0, n, Tb), lambda: self._prefill_impl(s0, n, Tb, kv_len))
+        # whole prompts from position 0 without padding: plain causal attention (fused kernel, no mask)
+        causal = not self.is_cuda and all(start == 0 for _, _, start in jobs) and kv_len == Tb
+        self._run(("prefill", s0, n, Tb), lambda: self._prefill_impl(s0, n, Tb, kv_len, causal))
         self._publish_rows(s0, n, [(slot, t) for t, slot, _ in jobs])
 
     # ------------------------------------------------------------------ device functions
@@ -366,17 +372,28 @@ class Engine:
         self.state[rows] = self.next_state[rows, st, nxt]
         return nxt
 
-    @torch.inference_mode()  # cheaper than no_grad per op; no inference tensor escapes
-    def _prefill_impl(self, s0: int, n: int, Tb: int, kv_len: int) -> None:
+    def _prefill_impl(self, s0: int, n: int, Tb: int, kv_len: int, causal: bool = False) -> None:
+        # inference_mode is cheaper per op on CPU; on CUDA no_grad, like the (compiled) decode step
+        with torch.no_grad() if self.is_cuda else torch.inference_mode():
+            self._prefill_body(s0, n, Tb, kv_len, causal)
+
+    def _prefill_body(self, s0: int, n: int, Tb: int, kv_len: int, causal: bool) -> None:
         rows = torch.arange(s0, s0 + n, device=self.device)  # (n,)
         x = self.pf_embeds[s0 : s0 + n, :Tb]  # (n, Tb, D)
         pos = self.pf_pos[s0 : s0 + n, :Tb]  # (n, Tb)
-        logits = self.decoder(x, pos, self.cache, s0, kv_len, out_index=self.pf_last[s0 : s0 + n])  # (n, V)
+        logits = self.decoder(x, pos, self.cache, s0, kv_len, out_index=self.pf_last[s0 : s0 + n], causal=causal)  # (n, V)
         self.tok[s0 : s0 + n] = self._choose(logits, rows)
         self.pos[s0 : s0 + n] = self.pf_next[s0 : s0 + n]
 
     @torch.inference_mode()
     def _decode_impl(self, n: int) -> None:
+        self._decode_body(n)
+
+    def _decode_cuda(self, n: int) -> None:
+        with torch.no_grad():
+            self._decode_body(n)
+
+    def _decode_body(self, n: int) -> None:
         rows = torch.arange(n, device=self.device)  # (n,)
         pos = self.pos[:n]  # (n,)
         x = self.decoder.embed(self.tok[:n])[:, None]  # (n, 1, D)
@@ -431,7 +448,7 @@ class Engine:
             if self.compiled:
                 # inductor failed here: fall back to the eager step and capture that next time
                 warnings.warn(f"engine: compiled decode step failed ({e}); using the eager step")
-                self._decode_fn, self.compiled = self._decode_impl, False
+                self._decode_fn, self.compiled = self._decode_cuda, False
             else:
                 warnings.warn(f"engine: CUDA graph capture failed ({e}); running eagerly")
                 self._use_graphs = False

@@ -103,7 +103,7 @@ class _Block(nn.Module):
         v_cache: torch.Tensor,  # (B, Hkv, Tc, hd)
         rows: torch.Tensor,  # (B, 1) long
         pos: torch.Tensor,  # (B, T) long, where each token is written
-        mask: torch.Tensor,  # (B, 1, T, Tk) bool, True = may attend
+        mask: torch.Tensor | None,  # (B, 1, T, Tk) bool, True = may attend; None = causal over [0, T)
         kv_len: int,
     ) -> torch.Tensor:
         s = self.s
@@ -126,7 +126,7 @@ class _Block(nn.Module):
             vv = vv[:, :, None].expand(B, s.kv_heads, rep, kv_len, s.head_dim).reshape(B, s.heads, kv_len, s.head_dim)
             gqa = False
         att = F.scaled_dot_product_attention(
-            q.transpose(1, 2), kk, vv, attn_mask=mask, enable_gqa=gqa
+            q.transpose(1, 2), kk, vv, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa
         )  # (B, H, T, hd)
         x = x + self.o(att.transpose(1, 2).reshape(B, T, s.heads * s.head_dim))
         gate, up = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)  # (B, T, F) each
@@ -225,14 +225,17 @@ class Decoder(nn.Module):
         row0: int,  # rows row0 .. row0+B-1 of the cache
         kv_len: int,  # attend over cache columns [0, kv_len)
         out_index: torch.Tensor | None = None,  # (B,) long: which of the T positions gives logits
+        causal: bool = False,  # pos is 0..T-1 in every row and kv_len == T: skip building the mask
     ) -> torch.Tensor:
         """Run all layers, write K/V at ``pos``; return logits ``(B, V)`` (float32)."""
         B, T, _ = x.shape
         rows = torch.arange(B, device=x.device)[:, None]  # (B, 1)
         cos = self.cos[pos][:, :, None, :]  # (B, T, 1, hd)
         sin = self.sin[pos][:, :, None, :]
-        keys = torch.arange(kv_len, device=x.device)  # (Tk,)
-        mask = (keys[None, None, :] <= pos[:, :, None])[:, None]  # (B, 1, T, Tk)
+        mask = None
+        if not (causal and kv_len == T):
+            keys = torch.arange(kv_len, device=x.device)  # (Tk,)
+            mask = (keys[None, None, :] <= pos[:, :, None])[:, None]  # (B, 1, T, Tk)
         for i, blk in enumerate(self.blocks):
             x = blk(x, cos, sin, cache.k[i, row0 : row0 + B], cache.v[i, row0 : row0 + B], rows, pos, mask, kv_len)
         if out_index is None:
