@@ -30,6 +30,8 @@ def make_planner(name: str, options: Any = None) -> Planner:
             device=opts.get("device", "cpu"),
             use_engine=bool(opts.get("use_engine", True)),
             keep_patches=opts.get("keep_patches"),
+            # a server interleaving N plans (concurrent_plans) batches them in one engine of N rows
+            max_batch=int(opts.get("max_batch") or opts.get("concurrent_plans") or 1),
         )
     if name == "remote":
         from bridges.remote import RemotePlanner

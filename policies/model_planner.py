@@ -45,6 +45,7 @@ class ModelPlanner:
         patch_score: str = "norm",
         max_new_tokens: int = 96,
         engine_config=None,
+        max_batch: int = 1,
     ):
         from embodied.model import PalmE
 
@@ -60,6 +61,7 @@ class ModelPlanner:
         self.patch_score = patch_score
         self.max_new_tokens = max_new_tokens
         self._engine_config = engine_config
+        self.max_batch = max(1, int(max_batch))  # >1: plans of several robots decode in one batch
         self._engine = None
         self._session = f"model-planner-{id(self)}"
         self.vocab_size = self.model.lm.config.vocab_size
@@ -108,7 +110,7 @@ class ModelPlanner:
             from embodied.engine.core import Engine, EngineConfig
 
             cfg = self._engine_config or EngineConfig(
-                max_batch=1,
+                max_batch=self.max_batch,
                 max_len=int(self.model.lm.config.max_position_embeddings),
                 max_new_tokens=self.max_new_tokens,
                 max_states=constraint_for_detections(self.tokenizer, [], self.vocab_size).num_states,
@@ -127,7 +129,7 @@ class ModelPlanner:
 
         eng = self._get_engine()
         req = Request(
-            embeds, constraint, session=self._session, prefix_len=prefix_len,
+            embeds, constraint, session=self._session_for(embeds, prefix_len), prefix_len=prefix_len,
             max_new_tokens=self._max_new(embeds.shape[0], eng.config.max_len),
         )
         ticket = eng.submit(req)
@@ -145,6 +147,20 @@ class ModelPlanner:
             eng.cancel(ticket)  # no-op when finished; frees the slot if the caller stopped early
         if not ticket.states or ticket.states[-1] != constraint.end:
             _unfinished(req.max_new_tokens)
+
+    def _session_for(self, embeds, prefix_len: int) -> str | None:
+        """The engine session whose cached prefix this request may reuse.
+
+        One plan at a time (``max_batch=1``): one session. Several plans interleaved (the
+        server's ``concurrent_plans``): one session per instruction prefix, so robots working on
+        the same instruction share its KV; None while that session's slot is still decoding.
+        """
+        if self.max_batch == 1:
+            return self._session
+        key = f"{self._session}:{hash(embeds[:prefix_len].cpu().numpy().tobytes())}"
+        eng = self._engine
+        held = eng.sessions.get(key)
+        return None if held is not None and eng.slots[held[0]] is not None else key
 
     def _reference_steps(self, embeds, prefix_len, constraint) -> Iterator[list[int]]:
         """One transformers forward per token, the same constraint applied on the host."""

@@ -111,3 +111,29 @@ def test_stopping_early_frees_the_engine(model):
     it.close()  # the controller took step 1 and re-plans
     assert p.last_ticket.finished
     assert _plan(p, _obs(6))
+
+
+def test_interleaved_plans_of_several_robots_share_batched_decode_steps(model):
+    """What the server does with concurrent_plans=4: advance four plans in turn, one engine."""
+    from policies.model_planner import ModelPlanner
+
+    alone = ModelPlanner(model, max_new_tokens=24)
+    batched = ModelPlanner(model, max_new_tokens=24, max_batch=4)
+    observations = [_obs(seed) for seed in range(4)]
+    expected = [_plan(alone, o) for o in observations]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gens = [batched.plan(o) for o in observations]
+        got: list[list[PlanStep]] = [[] for _ in gens]
+        live = set(range(len(gens)))
+        while live:
+            for i in sorted(live):
+                try:
+                    got[i].append(next(gens[i]))
+                except StopIteration:
+                    live.discard(i)
+    assert got == expected
+    assert batched._engine.peak_batch == 4  # the four plans decoded in the same steps
+    assert batched._engine.config.max_batch == 4 and not batched._engine.busy
