@@ -31,6 +31,7 @@ from embodied.model.config import ModelConfig
 class TrainConfig:
     data: str = "data/l1"
     out: str = "runs/model"
+    init: Optional[str] = None  # start from this model directory's weights and tokenizer (fine-tuning)
     model: ModelConfig = field(default_factory=ModelConfig)
     steps: int = 2000
     batch_size: int = 32  # per process and micro-batch
@@ -227,6 +228,8 @@ def train(cfg: TrainConfig) -> dict:
     if len(train_ds) < cfg.batch_size * dist.world:
         raise ConfigError(f"{cfg.data} has {len(train_ds)} training examples, fewer than batch_size x processes; generate more or lower batch_size")
 
+    if cfg.init and not (Path(cfg.init) / "model.safetensors").is_file():
+        raise ConfigError(f"init={cfg.init}: no model.safetensors there; name a model directory (as written by embodied train)")
     start_step = 0
     resumed = cfg.resume and state_path.is_file() and (out / "model.safetensors").is_file()
     prior = json.loads(state_path.read_text()) if resumed else {}
@@ -237,7 +240,10 @@ def train(cfg: TrainConfig) -> dict:
         return prior
     if dist.main and not resumed:
         torch.manual_seed(cfg.seed)
-        PalmE.create(cfg.model, train_ds.texts()).save(out)
+        if cfg.init:
+            PalmE.load(cfg.init).save(out)  # its own config and tokenizer; cfg.model is not used
+        else:
+            PalmE.create(cfg.model, train_ds.texts()).save(out)
         metrics_path.unlink(missing_ok=True)
     dist.barrier()
     model = PalmE.load(out, device=device).train()

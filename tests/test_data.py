@@ -73,6 +73,18 @@ def test_datagen_config_errors():
         generate(DatagenConfig(tasks="juggle", out="/tmp/never"))
     with pytest.raises(ConfigError, match="level"):
         generate(DatagenConfig(level="L9", out="/tmp/never"))
+    with pytest.raises(ConfigError, match="unknown task families"):  # the list form is checked too
+        generate(validated(compose("datagen", ["tasks=[stack,juggle]", "out=/tmp/never"]), DatagenConfig))
+    with pytest.raises(ConfigError, match="empty"):
+        generate(DatagenConfig(tasks=[], out="/tmp/never"))
+
+
+def test_datagen_tasks_as_list_or_string():
+    from embodied.data.datagen import DatagenConfig, plan_units
+
+    as_list = validated(compose("datagen", ["tasks=[stack,tower]", "episodes=2", "episodes_per_shard=1"]), DatagenConfig)
+    as_text = DatagenConfig(tasks="stack, tower", episodes=2, episodes_per_shard=1)
+    assert [u.family for u in plan_units(as_list)] == [u.family for u in plan_units(as_text)] == ["stack", "tower"] * 2
     with pytest.raises(ConfigError):
         compose("datagen", ["episode=3"])
 

@@ -86,3 +86,20 @@ def test_time_budget_drives_the_decay_and_word_dropout_keeps_grammar_words():
     rng = random.Random(0)
     out = _drop_words("please could you put the red cube into the tray", 1.0, rng)
     assert out == "put red cube tray"
+
+
+def test_init_fine_tunes_from_a_model_directory(data, tmp_path):
+    import torch
+
+    from embodied.model import PalmE
+
+    base = tmp_path / "base"
+    train(cfg_for(data, base, "steps=4"))
+    out = tmp_path / "ft"
+    train(cfg_for(data, out, "steps=2", f"init={base}", "lr=0.0"))  # lr 0: the weights must be the base's
+    a, b = PalmE.load(base), PalmE.load(out)
+    assert b.tokenizer.get_vocab() == a.tokenizer.get_vocab()
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    with pytest.raises(ConfigError, match="init="):
+        train(cfg_for(data, tmp_path / "x", "steps=2", f"init={tmp_path / 'missing'}"))

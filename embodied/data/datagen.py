@@ -26,6 +26,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class DatagenConfig:
     episodes: int = 100  # per task family
     out: str = "data/l1"
     workers: int = 1
-    tasks: str = "all"  # comma-separated families, or "all"
+    tasks: Any = "all"  # "all", a list (tasks=[stack,tower]) or a comma-separated string
     seed: int = 0  # first episode seed
     episodes_per_shard: int = 10
     perturb: float = 0.4  # fraction of episodes disturbed once
@@ -186,7 +187,10 @@ def run_unit(unit: _Unit) -> dict:
 def plan_units(cfg: DatagenConfig) -> list[_Unit]:
     from envs.tasks import TASKS
 
-    families = list(TASKS) if cfg.tasks == "all" else [t.strip() for t in cfg.tasks.split(",") if t.strip()]
+    names = cfg.tasks.split(",") if isinstance(cfg.tasks, str) else list(cfg.tasks or [])
+    families = list(TASKS) if cfg.tasks == "all" else [str(t).strip() for t in names if str(t).strip()]
+    if not families:
+        raise ConfigError("tasks is empty; use tasks=all or name families, e.g. tasks=[stack,tower]")
     unknown = [f for f in families if f not in TASKS]
     if unknown:
         raise ConfigError(f"unknown task families {unknown}; families are {', '.join(TASKS)}")
