@@ -37,6 +37,9 @@ from embodied.planner import Planner
 DEFAULTS = {
     "planner": "oracle",
     "planner_args": {},
+    "model_dir": "checkpoints/default",
+    "device": "cpu",
+    "keep_patches": None,
     "bind": "tcp://127.0.0.1:5555",
     "max_message_bytes": MAX_MESSAGE_BYTES,
     "default_deadline_ms": None,

@@ -137,3 +137,44 @@ def test_interleaved_plans_of_several_robots_share_batched_decode_steps(model):
     assert got == expected
     assert batched._engine.peak_batch == 4  # the four plans decoded in the same steps
     assert batched._engine.config.max_batch == 4 and not batched._engine.busy
+
+
+def test_server_with_concurrent_plans_batches_robots_over_the_bridge(model):
+    """embodied serve planner=model concurrent_plans=3: three robots, real sockets, one batched engine."""
+    import threading
+    import warnings
+
+    from bridges.client import BridgeClient
+    from bridges.server import InferenceServer
+    from policies.model_planner import ModelPlanner
+
+    alone = ModelPlanner(model, max_new_tokens=24)
+    observations = [_obs(seed) for seed in range(3)]
+    expected = [[s.text for s in _plan(alone, o)] for o in observations]
+    planner = ModelPlanner(model, max_new_tokens=24, max_batch=3)
+    server = InferenceServer(planner, "tcp://127.0.0.1:*", concurrent_plans=3, log=lambda m: None)
+    thread = threading.Thread(target=server.serve, kwargs={"max_seconds": 60}, daemon=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        thread.start()
+        try:
+            clients = [BridgeClient(server.address, f"robot{i}", timeout_s=30) for i in range(3)]
+            seqs = [c.send_observation(o) for c, o in zip(clients, observations)]  # all three in flight
+            got = []
+            for c, seq in zip(clients, seqs):
+                steps = []
+                while True:
+                    reply = c.wait(seq)
+                    if reply.type == "end":
+                        break
+                    steps.append(reply.header["text"])
+                    if reply.header.get("final"):
+                        break
+                got.append(steps)
+                c.close()
+        finally:
+            server.stop()
+            thread.join(10)
+            server.close()
+    assert got == expected
+    assert planner._engine.peak_batch >= 2  # plans of different robots shared decode steps
