@@ -449,6 +449,7 @@ class Engine:
                 # inductor failed here: fall back to the eager step and capture that next time
                 warnings.warn(f"engine: compiled decode step failed ({e}); using the eager step")
                 self._decode_fn, self.compiled = self._decode_cuda, False
+                torch._dynamo.reset()  # drop dynamo's half-built state (it broke later eager calls on torch 2.11)
             else:
                 warnings.warn(f"engine: CUDA graph capture failed ({e}); running eagerly")
                 self._use_graphs = False
