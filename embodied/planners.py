@@ -31,7 +31,7 @@ def make_planner(name: str, options: Any = None) -> Planner:
             use_engine=bool(opts.get("use_engine", True)),
             keep_patches=opts.get("keep_patches"),
             # a server interleaving N plans (concurrent_plans) batches them in one engine of N rows
-            max_batch=int(opts.get("max_batch") or opts.get("concurrent_plans") or 1),
+            max_batch=_positive_int(opts.get("max_batch") or opts.get("concurrent_plans") or 1, "concurrent_plans"),
         )
     if name == "remote":
         from bridges.remote import RemotePlanner
@@ -45,3 +45,13 @@ def make_planner(name: str, options: Any = None) -> Planner:
 
         return RandomPlanner(seed=int(opts.get("seed", 0)))
     raise ConfigError(f"unknown planner {name!r}; choose one of {', '.join(PLANNERS)}")
+
+
+def _positive_int(value, key: str) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or str(value).strip() != str(n):
+        raise ConfigError(f"{key}={value!r}: expected a positive integer")
+    return n

@@ -178,3 +178,12 @@ def test_server_with_concurrent_plans_batches_robots_over_the_bridge(model):
             server.close()
     assert got == expected
     assert planner._engine.peak_batch >= 2  # plans of different robots shared decode steps
+
+
+def test_bad_concurrent_plans_is_a_named_config_error():
+    from embodied.errors import ConfigError
+    from embodied.planners import make_planner
+
+    for bad in ("many", 0, 2.5):
+        with pytest.raises(ConfigError, match="concurrent_plans"):
+            make_planner("model", {"concurrent_plans": bad, "model_dir": "checkpoints/default"})
