@@ -31,7 +31,8 @@ def make_planner(name: str, options: Any = None) -> Planner:
             use_engine=bool(opts.get("use_engine", True)),
             keep_patches=opts.get("keep_patches"),
             # a server interleaving N plans (concurrent_plans) batches them in one engine of N rows
-            max_batch=_positive_int(opts.get("max_batch") or opts.get("concurrent_plans") or 1, "concurrent_plans"),
+            max_batch=_positive_int(next((opts[k] for k in ("max_batch", "concurrent_plans") if opts.get(k) is not None), 1),
+                                    "concurrent_plans"),
         )
     if name == "remote":
         from bridges.remote import RemotePlanner
