@@ -278,6 +278,27 @@ def _read_jsonl(path: Path) -> list[dict]:
     return out
 
 
+def _identity(cfg: EvalConfig) -> dict:
+    """What must match for an evaluation to resume: settings, and for the model planner its weights."""
+    keys = ("planner", "level", "split", "seed", "ablate", "model_dir", "image_size", "keep_patches")
+    identity = {k: v for k, v in asdict(cfg).items() if k in keys}
+    if cfg.planner == "model":
+        identity["model_sha256"] = _weights_digest(Path(cfg.model_dir))
+    return identity
+
+
+def _weights_digest(model_dir: Path) -> str | None:
+    """sha256 (first 16 hex digits) of a model directory's weights; None when there are none."""
+    path = model_dir / "model.safetensors"
+    if not path.is_file():
+        return None  # the planner itself reports a missing model with a clear error
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Run (or resume) an evaluation and write its outputs under ``cfg.out``."""
     from envs.tasks import TASKS
@@ -297,11 +318,15 @@ def evaluate(cfg: EvalConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "eval_config.json"
-    identity = {k: v for k, v in asdict(cfg).items() if k in ("planner", "level", "split", "seed", "ablate", "model_dir", "image_size")}
+    identity = _identity(cfg)
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         if {k: old.get(k) for k in identity} != identity:
-            raise ConfigError(f"{out} holds an evaluation with other settings {old}; choose a new out=<dir> to start afresh")
+            changed = sorted(k for k in identity if old.get(k) != identity[k])
+            raise ConfigError(
+                f"{out} holds an evaluation with other settings ({', '.join(changed)} differ: {old}); its episodes "
+                "cannot be resumed with these. Choose a new out=<dir>, or delete that folder to start afresh"
+            )
     meta_path.write_text(json.dumps(identity, indent=2))
 
     log_path = out / "episodes.jsonl"

@@ -54,6 +54,10 @@ class TrainConfig:
     threads: Optional[int] = None  # torch CPU threads
     max_minutes: Optional[float] = None  # stop early (with a checkpoint) after this wall time
     instruction_word_dropout: float = 0.0  # drop non-grammar instruction words (robustness to phrasing)
+    # Replace each colour word of the teacher-forced plan *input* (never the labels) by another training
+    # colour with this probability, so the next word (the shape) is read from the instruction and the
+    # scene rather than from colour-shape bigrams of the training plans.
+    target_colour_noise: float = 0.0
     progress: bool = True
 
 
@@ -162,6 +166,17 @@ def _drop_words(text: str, p: float, rng: random.Random) -> str:
     keep = set(grammar_words())
     words = [w for w in text.split() if w.lower().strip(",.:;") in keep or rng.random() >= p]
     return " ".join(words) or text
+
+
+def _swap_colours(text: str, p: float, rng: random.Random) -> str:
+    """``text`` with each training-colour word replaced by a different training colour with probability ``p``."""
+    from embodied.vocab import TRAIN_COLOURS
+
+    words = text.split(" ")
+    for i, w in enumerate(words):
+        if w in TRAIN_COLOURS and rng.random() < p:
+            words[i] = rng.choice([c for c in TRAIN_COLOURS if c != w])
+    return " ".join(words)
 
 
 @dataclass
@@ -307,10 +322,11 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.instruction_word_dropout > 0:
                 for e in exs:
                     e.observation.instruction = _drop_words(e.observation.instruction, cfg.instruction_word_dropout, rng)
+            noisy = [_swap_colours(e.target, cfg.target_colour_noise, rng) for e in exs] if cfg.target_colour_noise > 0 else None
             sync = contextlib.nullcontext() if (not dist.enabled or micro == cfg.grad_accum - 1) else net.no_sync()
             with sync:
                 with autocast():
-                    o = net([model.build_prompt(e.observation) for e in exs], [e.target for e in exs])
+                    o = net([model.build_prompt(e.observation) for e in exs], [e.target for e in exs], input_targets=noisy)
                 (o.loss / cfg.grad_accum).backward()
             step_loss += o.loss.item() / cfg.grad_accum
             n_tok = int(o.attention_mask.sum())

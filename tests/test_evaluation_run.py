@@ -71,3 +71,24 @@ def test_parallel_workers_give_the_same_episodes(tmp_path):
     rows = lambda d: sorted((r["index"], r["seed"], r["success"], r["plan"]) for r in map(json.loads, (d / "episodes.jsonl").read_text().splitlines()))  # noqa: E731
     assert rows(tmp_path / "one") == rows(tmp_path / "two")
     assert a["overall"] == b["overall"]
+
+
+def test_eval_does_not_resume_with_other_model_weights(tmp_path):
+    """Resuming into a folder evaluated with other weights (same model_dir path) is refused."""
+    import shutil
+
+    import torch
+
+    from embodied.model import PalmE
+
+    model_dir = tmp_path / "model"
+    shutil.copytree("checkpoints/default", model_dir)
+    cfg = _cfg(tmp_path / "ev", planner="model", model_dir=str(model_dir), episodes=1, tasks="stack")
+    evaluate(cfg)
+    m = PalmE.load(model_dir)
+    with torch.no_grad():
+        m.lm.lm_head.weight.add_(0.01)
+    m.save(model_dir)  # retrained in place: same path, new weights
+    with pytest.raises(ConfigError, match="model_sha256"):
+        evaluate(cfg)
+    assert evaluate(_cfg(tmp_path / "ev2", planner="model", model_dir=str(model_dir), episodes=1, tasks="stack"))["overall"]["episodes"] == 1

@@ -160,3 +160,23 @@ def test_pretrained_lm_and_vision_directories(tmp_path, model):
     again = PalmE.load(tmp_path / "saved")
     with torch.no_grad():
         torch.testing.assert_close(m([p]).logits, again([p]).logits, atol=0, rtol=0)
+
+
+def test_noisy_target_inputs_keep_clean_labels(model):
+    """``input_targets`` changes what the model reads, never what it is scored against."""
+    import random
+
+    from embodied.train import _swap_colours
+
+    p = model.build_prompt(obs())
+    clean = PalmE.plan_target(["put red cube in tray"])
+    noisy = _swap_colours(clean, 1.0, random.Random(0))
+    assert noisy != clean and noisy.split(" ")[2:] == clean.split(" ")[2:] and noisy.split(" ")[1] != "red"
+    a, b = model([p], [clean]), model([p], [clean], input_targets=[noisy])
+    assert torch.equal(a.labels, b.labels)
+    assert not torch.allclose(a.logits, b.logits)  # the swapped colour is read by the model
+    n = len(model.encode_text(clean)) + 1
+    # positions before the swapped colour see the same inputs: identical logits there
+    first = int((a.labels[0] != IGNORE).nonzero()[0])
+    torch.testing.assert_close(a.logits[0, : first + 1], b.logits[0, : first + 1])
+    assert a.target_tokens == b.target_tokens == n

@@ -248,13 +248,24 @@ class PalmE(nn.Module):
         return (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
 
     # ------------------------------------------------------------------ training forward
-    def forward(self, prompts: Sequence[MultimodalPrompt], targets: Sequence[str] | None = None) -> PalmEOutput:
-        """Logits for prompts (+ targets); with targets, the loss on the target tokens (and EOS) only."""
+    def forward(
+        self, prompts: Sequence[MultimodalPrompt], targets: Sequence[str] | None = None,
+        input_targets: Sequence[str] | None = None,
+    ) -> PalmEOutput:
+        """Logits for prompts (+ targets); with targets, the loss on the target tokens (and EOS) only.
+
+        ``input_targets`` (training noise): what the model reads in place of each target while
+        the labels stay ``targets``; used only where it has the same number of tokens.
+        """
         toks = [self.tokenize(p) for p in prompts]
         seqs, label_lists = [], []
         for b, t in enumerate(toks):
             tgt = [] if targets is None else self.encode_text(targets[b]) + [self.tokenizer.eos_token_id]
-            seqs.append(t.ids + tgt)
+            seen = tgt
+            if input_targets is not None and targets is not None:
+                noisy = self.encode_text(input_targets[b]) + [self.tokenizer.eos_token_id]
+                seen = noisy if len(noisy) == len(tgt) else tgt
+            seqs.append(t.ids + seen)
             label_lists.append([IGNORE] * len(t.ids) + tgt)
         ids, embeds, mask = self._assemble(
             seqs, [i for t in toks for i in t.images], [s for t in toks for s in t.states]
