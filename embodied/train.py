@@ -256,7 +256,9 @@ def train(cfg: TrainConfig) -> dict:
     if dist.main and not resumed:
         torch.manual_seed(cfg.seed)
         if cfg.init:
-            PalmE.load(cfg.init).save(out)  # its own config and tokenizer; cfg.model is not used
+            start = PalmE.load(cfg.init)  # its own config and tokenizer; of cfg.model only prompt_objects applies
+            start.config.prompt_objects = start.config.prompt_objects or cfg.model.prompt_objects
+            start.save(out)
         else:
             PalmE.create(cfg.model, train_ds.texts()).save(out)
         metrics_path.unlink(missing_ok=True)

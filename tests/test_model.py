@@ -180,3 +180,21 @@ def test_noisy_target_inputs_keep_clean_labels(model):
     first = int((a.labels[0] != IGNORE).nonzero()[0])
     torch.testing.assert_close(a.logits[0, : first + 1], b.logits[0, : first + 1])
     assert a.target_tokens == b.target_tokens == n
+
+
+def test_prompt_objects_lists_perception_and_frames_ablation_clears_it():
+    import dataclasses
+
+    torch.manual_seed(0)
+    m = PalmE.create(dataclasses.replace(tiny_config(), prompt_objects=True), CORPUS).eval()
+    o = obs()
+    o.detections = ["blue bin", "red cube"]
+    texts = [s.text for s in m.build_prompt(o).segments if isinstance(s, TextSegment)]
+    assert texts[2] == "Objects: blue bin, red cube" and texts[3] == "Robot:"
+    blanked = [s.text for s in m.build_prompt(o, ablate="frames").segments if isinstance(s, TextSegment)]
+    assert blanked[2] == "Objects: nothing"
+    # the option is saved with the model; older configs (without the key) load with it off
+    assert ModelConfig.from_dict(m.config.to_dict()).prompt_objects
+    old = m.config.to_dict()
+    del old["prompt_objects"]
+    assert not ModelConfig.from_dict(old).prompt_objects

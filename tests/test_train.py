@@ -101,5 +101,10 @@ def test_init_fine_tunes_from_a_model_directory(data, tmp_path):
     assert b.tokenizer.get_vocab() == a.tokenizer.get_vocab()
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not a.config.prompt_objects and not b.config.prompt_objects
+    # fine-tuning may switch on the perception list in the prompt (same weights, longer prompt)
+    train(cfg_for(data, tmp_path / "ft_obj", "steps=2", f"init={base}", "model.prompt_objects=true",
+                  "target_colour_noise=0.5"))
+    assert PalmE.load(tmp_path / "ft_obj").config.prompt_objects
     with pytest.raises(ConfigError, match="init="):
         train(cfg_for(data, tmp_path / "x", "steps=2", f"init={tmp_path / 'missing'}"))

@@ -48,6 +48,9 @@ class ModelConfig:
     state_hidden: int = 128
     vocab_size: int = 512  # BPE vocabulary size when the tokenizer is trained from scratch
     cameras: list[str] = field(default_factory=list)  # which frames to use, in order; empty = all, sorted
+    # Write the robot's perception (Observation.detections: the objects and containers it sees) into the
+    # prompt after the frames. Off for checkpoints saved before this option existed.
+    prompt_objects: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -147,7 +147,11 @@ class PalmE(nn.Module):
 
     # ------------------------------------------------------------------ prompts
     def build_prompt(self, observation: Observation, ablate: str | None = None) -> MultimodalPrompt:
-        """``Instruction: <text> Scene: <img>... Robot: <state> Done so far: <history> Plan:``."""
+        """``Instruction: <text> Scene: <img>... [Objects: <detections>] Robot: <state> Done so far: <history> Plan:``.
+
+        ``Objects:`` (with ``config.prompt_objects``) lists what the robot's perception reports;
+        ``ablate=frames`` clears it together with the frames.
+        """
         obs = observation.ablated(ablate) if ablate not in (None, "", "none") else observation
         cams = list(self.config.cameras) or sorted(obs.frames)
         missing = [c for c in cams if c not in obs.frames]
@@ -156,6 +160,8 @@ class PalmE(nn.Module):
         history = STEP_SEPARATOR.join(obs.history) if obs.history else "nothing"
         segs = [TextSegment(f"Instruction: {obs.instruction}"), TextSegment("Scene:")]
         segs += [ImageSegment(np.asarray(obs.frames[c]), camera=c) for c in cams]
+        if self.config.prompt_objects:
+            segs.append(TextSegment(f"Objects: {', '.join(obs.detections) if obs.detections else 'nothing'}"))
         segs += [
             TextSegment("Robot:"),
             StateSegment(np.asarray(obs.state, dtype=np.float32)),
