@@ -388,7 +388,11 @@ def eval_main(cfg) -> int:
     return 0
 
 
+TASK_FAILED = 3  # exit status of `embodied rollout` when the episode ran but the task was not achieved
+
+
 def rollout_main(cfg) -> int:
+    """``embodied rollout``: one episode. Exit status 0 success, 3 task not achieved, 2 bad config."""
     from embodied.cli import validated
 
     c: RolloutConfig = validated(cfg, RolloutConfig)
@@ -400,7 +404,7 @@ def rollout_main(cfg) -> int:
     if video:
         result["video"] = str(video)
     print(json.dumps(result, indent=2))
-    return 0 if result["success"] else 1
+    return 0 if result["success"] else TASK_FAILED
 
 
 def compare_main(argv: list[str]) -> int:

@@ -1,5 +1,7 @@
 """Observation validation/ablation and the command line's handling of bad input."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,14 @@ def test_cli_bad_level_and_planner(capsys):
     assert "unknown level" in capsys.readouterr().err
     assert main(["rollout", "planner=telepathy"]) == 2
     assert "unknown planner" in capsys.readouterr().err
+
+
+def test_rollout_exit_status_tells_success_from_failure(capsys, tmp_path):
+    """0 when the task is achieved, 3 when the episode ran but failed (2 stays 'bad config')."""
+    common = ["task=stack", "level=L1", "seed=0", f"out={tmp_path}"]
+    assert main(["rollout", "planner=oracle", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["success"] is True
+    rc = main(["rollout", "planner=random", *common])
+    result = json.loads(capsys.readouterr().out)
+    assert result["success"] is False  # a random plan does not stack on this seed
+    assert rc == 3
