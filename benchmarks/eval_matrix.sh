@@ -16,6 +16,7 @@ fi
 if [ "$WHICH" != oracle ]; then
   for L in L1 L2 L3 L4; do $E planner=model level=$L out=$OUT/model-$L >/dev/null; done
   $E planner=model level=L1 ablate=frames out=$OUT/model-L1-ablate-frames >/dev/null
+  $E planner=model level=L1 ablate=objects out=$OUT/model-L1-ablate-objects >/dev/null
   $E planner=model level=L1 ablate=state out=$OUT/model-L1-ablate-state >/dev/null
   $E planner=model level=L1 keep_patches=32 out=$OUT/model-L1-keep32 >/dev/null
 fi

@@ -34,9 +34,14 @@ for L in ("L1", "L2", "L3", "L4"):
     if m and o and rate(o) > 0:
         ratios.append(f"- {L}: model / oracle = {rate(m):.1%} / {rate(o):.1%} = {rate(m) / rate(o):.2f}")
 full, blank = runs.get("model-L1"), runs.get("model-L1-ablate-frames")
+listless = runs.get("model-L1-ablate-objects")
 if full and blank:
     ratios.append(f"- ablate=frames on scene-dependent families at L1: {scene_dep(full):.1%} -> {scene_dep(blank):.1%} "
                   f"({(scene_dep(full) - scene_dep(blank)) * 100:+.1f} points lost)")
+if listless and blank:  # both without the object list: what the frames alone are worth
+    ratios.append(f"- frames alone (no object list) on scene-dependent families at L1: ablate=objects "
+                  f"{scene_dep(listless):.1%} vs ablate=frames {scene_dep(blank):.1%} "
+                  f"({(scene_dep(listless) - scene_dep(blank)) * 100:+.1f} points from the frames)")
 text = "\n".join(lines) + "\n\n" + "\n".join(ratios) + "\n"
 (root / "table.md").write_text(text)
 print(text)

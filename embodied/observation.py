@@ -64,7 +64,7 @@ class Observation:
         return self
 
     def ablated(self, what: str) -> "Observation":
-        """A copy with ``frames`` blanked (and detections cleared) or ``state`` zeroed."""
+        """A copy with ``frames`` blanked (and detections cleared), ``objects`` (detections) cleared, or ``state`` zeroed."""
         if what == "frames":
             return replace(
                 self,
@@ -73,8 +73,10 @@ class Observation:
                 detections=[],
                 privileged=None,
             )
+        if what == "objects":
+            return replace(self, detections=[], privileged=None)
         if what == "state":
             return replace(self, state=np.zeros_like(self.state), privileged=None)
         if what in ("", "none", None):
             return self
-        raise ObservationError(f"unknown ablation {what!r}; use 'frames', 'state' or 'none'")
+        raise ObservationError(f"unknown ablation {what!r}; use 'frames', 'objects', 'state' or 'none'")

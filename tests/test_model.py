@@ -193,6 +193,13 @@ def test_prompt_objects_lists_perception_and_frames_ablation_clears_it():
     assert texts[2] == "Objects: blue bin, red cube" and texts[3] == "Robot:"
     blanked = [s.text for s in m.build_prompt(o, ablate="frames").segments if isinstance(s, TextSegment)]
     assert blanked[2] == "Objects: nothing"
+    listless = m.build_prompt(o, ablate="objects")
+    assert [s.text for s in listless.segments if isinstance(s, TextSegment)][2] == "Objects: nothing"
+    e_full, _ = m.embed([m.build_prompt(o)])  # (1, T, D)
+    e_listless, _ = m.embed([listless])  # (1, T', D), T' < T: 'nothing' is shorter than the list
+    e_blank, _ = m.embed([m.build_prompt(o, ablate="frames")])  # (1, T', D)
+    image = ~(e_listless[0] == e_blank[0]).all(-1)  # (T',) the positions that only frames change
+    assert image.any() and (e_full[0, : e_listless.shape[1]][image] == e_listless[0][image]).all()
     # the option is saved with the model; older configs (without the key) load with it off
     assert ModelConfig.from_dict(m.config.to_dict()).prompt_objects
     old = m.config.to_dict()

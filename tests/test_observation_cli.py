@@ -49,6 +49,12 @@ def test_ablate_frames_blanks_frames_and_perception():
     assert o.state[3] == 3.0 and o.instruction.startswith("put")
 
 
+def test_ablate_objects_clears_perception_only():
+    o = make_obs().ablated("objects")
+    assert o.detections == [] and o.privileged is None
+    assert o.frames["front"].all() and o.state[3] == 3.0
+
+
 def test_ablate_state_zeroes_state_only():
     o = make_obs().ablated("state")
     assert not o.state.any() and o.frames["front"].all() and o.detections
