@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class TrainConfig:
     val_every: int = 250
     val_batches: int = 8
     checkpoint_every: int = 500
+    keep_best: bool = True  # also keep the weights with the lowest validation loss in <out>/best
     resume: bool = True
     keep_optimizer: bool = False  # keep optimizer.safetensors after the run finishes
     grad_checkpointing: bool = False
@@ -237,6 +239,7 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     state_path, opt_path, metrics_path = out / "train_state.json", out / "optimizer.safetensors", out / "metrics.jsonl"
+    best_dir = out / "best"  # a model directory plus best.json (step, val_loss, val_exact_match)
 
     train_ds = PlanDataset(cfg.data, "train", cfg.val_fraction)
     val_ds = PlanDataset(cfg.data, "val", cfg.val_fraction)
@@ -262,7 +265,11 @@ def train(cfg: TrainConfig) -> dict:
         else:
             PalmE.create(cfg.model, train_ds.texts()).save(out)
         metrics_path.unlink(missing_ok=True)
+        shutil.rmtree(best_dir, ignore_errors=True)  # a new run: an earlier run's best is not comparable
     dist.barrier()
+    best_val = float("inf")
+    if resumed and (best_dir / "best.json").is_file():
+        best_val = float(json.loads((best_dir / "best.json").read_text())["val_loss"])
     model = PalmE.load(out, device=device).train()
     prior_elapsed = float(prior.get("elapsed_s", 0.0)) if resumed else 0.0
     if resumed:
@@ -362,6 +369,10 @@ def train(cfg: TrainConfig) -> dict:
             last.update(rec)
             if dist.main and not cfg.progress:
                 print(json.dumps(rec), flush=True)
+            if cfg.keep_best and dist.main and vl < best_val:
+                best_val = vl
+                model.save(best_dir)
+                (best_dir / "best.json").write_text(json.dumps({k: rec[k] for k in ("step", "val_loss", "val_exact_match")}))
         if done_steps % cfg.checkpoint_every == 0 or final:
             # a run stopped by its time budget is finished: the schedule has decayed by then
             checkpoint(done_steps, finished=final)

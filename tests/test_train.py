@@ -41,6 +41,11 @@ def test_tiny_model_loss_falls_and_checkpoint_loads(data, tmp_path):
     assert not (out / "optimizer.safetensors").exists()  # removed once finished (keep_optimizer=false)
     model = PalmE.load(out)
     assert model.config.name == "tiny"
+    # keep_best: the weights of the lowest validation loss, as a loadable model directory
+    best = json.loads((out / "best" / "best.json").read_text())
+    lowest = min(vals, key=lambda r: r["val_loss"])
+    assert (best["step"], best["val_loss"]) == (lowest["step"], lowest["val_loss"])
+    assert PalmE.load(out / "best").config.name == "tiny"
 
 
 def test_stop_on_time_budget_and_resume(data, tmp_path):
@@ -49,13 +54,20 @@ def test_stop_on_time_budget_and_resume(data, tmp_path):
     state = json.loads((out / "train_state.json").read_text())
     assert state["step"] == 1 and state["finished"]  # the time budget ends the run
     assert (out / "optimizer.safetensors").is_file()
-    train(cfg_for(data, out, "steps=10"))  # a longer run resumes from the checkpoint
+    train(cfg_for(data, out, "steps=10", "lr=0.0"))  # a longer run resumes from the checkpoint (weights frozen)
     steps = [r["step"] for r in records(out) if "loss" in r]
     assert steps == [2, 4, 6, 8, 10]  # continued from step 1, not restarted
     assert train(cfg_for(data, out, "steps=10"))["step"] == 10  # finished: nothing more to do
     assert [r["step"] for r in records(out) if "loss" in r] == steps
     assert json.loads((out / "train_state.json").read_text())["finished"]
     assert not (out / "optimizer.safetensors").exists()
+    # the resumed run compared against the first run's best (step 1) instead of starting over:
+    # with lr 0 its validation loss only ties, so the best stays at step 1
+    vals = [r for r in records(out) if "val_loss" in r]
+    assert [r["step"] for r in vals] == [1, 10] and vals[0]["val_loss"] == pytest.approx(vals[1]["val_loss"])
+    assert json.loads((out / "best" / "best.json").read_text())["step"] == 1
+    train(cfg_for(data, out, "steps=2", "resume=false", "keep_best=false"))  # a new run drops the old best
+    assert not (out / "best").exists()
 
 
 def test_lr_schedule_warms_up_then_decays():
