@@ -9,12 +9,14 @@ of types, fields and error codes is in docs/protocol.md.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
 
 import msgpack
 import numpy as np
+from zmq import Frame as zmq_Frame
 
 from bridges.codec import check_specs, decode_checked, encode_array
 from embodied.errors import ProtocolError
@@ -34,6 +36,11 @@ ERROR_CODES = (
     "unknown_robot", "internal",
 )
 _MAX_TEXT = 4096
+# msgpack limits for headers: no ext types, no huge containers, string map keys only
+_unpack_header = functools.partial(
+    msgpack.unpackb, raw=False, strict_map_key=True, use_list=True, max_bin_len=MAX_HEADER_BYTES,
+    max_str_len=MAX_HEADER_BYTES, max_array_len=65536, max_map_len=65536, max_ext_len=0,
+)
 _MAX_LIST = 512
 
 
@@ -49,8 +56,12 @@ def unpack(frames, max_bytes: int = MAX_MESSAGE_BYTES, expect: tuple[str, ...] =
 
     Raises ``ProtocolError`` with a code from ``ERROR_CODES``; never anything else.
     """
+    bufs, total = [], 0
     try:
-        bufs = [f.buffer if hasattr(f, "buffer") else memoryview(f) for f in frames]
+        for f in frames:  # zmq.Frame (zero-copy receive) or any bytes-like object
+            b = f.buffer if type(f) is zmq_Frame else memoryview(f)
+            bufs.append(b)
+            total += b.nbytes
     except TypeError as e:
         raise ProtocolError(f"message frames are not bytes: {e}", code="bad_frames") from None
     if not bufs:
@@ -58,17 +69,13 @@ def unpack(frames, max_bytes: int = MAX_MESSAGE_BYTES, expect: tuple[str, ...] =
     if bufs[0].nbytes > MAX_HEADER_BYTES:
         raise ProtocolError(f"header is {bufs[0].nbytes} bytes; the limit is {MAX_HEADER_BYTES}", code="too_large")
     try:
-        header = msgpack.unpackb(
-            bufs[0], raw=False, strict_map_key=True, use_list=True,
-            max_bin_len=MAX_HEADER_BYTES, max_str_len=MAX_HEADER_BYTES,
-            max_array_len=65536, max_map_len=65536, max_ext_len=0,
-        )
+        header = _unpack_header(bufs[0])
     except Exception as e:  # msgpack raises several types on garbage  # noqa: BLE001
         raise ProtocolError(f"header is not valid msgpack ({type(e).__name__}: {e})", code="bad_header") from None
-    if not isinstance(header, dict):
+    if type(header) is not dict:
         raise ProtocolError(f"header must be a msgpack map, got {type(header).__name__}", code="bad_header")
     try:
-        _check_header(header, bufs, max_bytes, expect)
+        _check_header(header, len(bufs) - 1, total, max_bytes, expect)
     except ProtocolError as e:  # let the error reply echo the request's seq when it has one
         seq = header.get("seq")
         e.seq = seq if _is_int(seq) and 0 <= seq < 2**63 else 0
@@ -76,8 +83,7 @@ def unpack(frames, max_bytes: int = MAX_MESSAGE_BYTES, expect: tuple[str, ...] =
     return header, bufs[1:]
 
 
-def _check_header(header: dict, bufs: list, max_bytes: int, expect: tuple[str, ...]) -> None:
-    total = sum(b.nbytes for b in bufs)
+def _check_header(header: dict, n_blobs: int, total: int, max_bytes: int, expect: tuple[str, ...]) -> None:
     if total > max_bytes:
         raise ProtocolError(f"message is {total} bytes; the limit is {max_bytes} (send JPEG frames or smaller images)", code="too_large")
     v = header.get("v")
@@ -90,16 +96,16 @@ def _check_header(header: dict, bufs: list, max_bytes: int, expect: tuple[str, .
     if kind not in expect:
         raise ProtocolError(f"message type {kind!r} unknown here; expected one of {', '.join(expect)}", code="unknown_type")
     seq, robot, t = header.get("seq"), header.get("robot"), header.get("t")
-    if not _is_int(seq) or not 0 <= seq < 2**63:
+    if type(seq) is not int or not 0 <= seq < 2**63:
         raise ProtocolError("header 'seq' must be a non-negative integer", code="bad_header")
-    if not isinstance(robot, str) or not 0 < len(robot) <= 128:
+    if type(robot) is not str or not 0 < len(robot) <= 128:
         raise ProtocolError("header 'robot' must be a robot id of 1..128 characters", code="bad_header")
     if not _is_num(t):
         raise ProtocolError("header 't' must be the sender's clock in seconds", code="bad_header")
     arrays = header.get("arrays", [])
-    if not isinstance(arrays, list) or len(arrays) != len(bufs) - 1:
-        n = len(arrays) if isinstance(arrays, list) else "no"
-        raise ProtocolError(f"header describes {n} arrays but {len(bufs) - 1} binary frames followed", code="bad_frames")
+    if type(arrays) is not list or len(arrays) != n_blobs:
+        n = len(arrays) if type(arrays) is list else "no"
+        raise ProtocolError(f"header describes {n} arrays but {n_blobs} binary frames followed", code="bad_frames")
 
 
 def _is_int(x) -> bool:
@@ -107,10 +113,13 @@ def _is_int(x) -> bool:
 
 
 def _is_num(x) -> bool:
-    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
+    t = type(x)
+    return t is float and math.isfinite(x) or t is int
 
 
 def _text_list(x, field: str) -> list[str]:
+    if type(x) is list and not x:
+        return x
     if not isinstance(x, list) or len(x) > _MAX_LIST or not all(isinstance(s, str) and len(s) <= _MAX_TEXT for s in x):
         raise ProtocolError(f"observation '{field}' must be a list of at most {_MAX_LIST} texts", code="bad_observation")
     return x
@@ -151,31 +160,31 @@ def observation_message(
 def decode_observation(header: dict, blobs: list) -> Observation:
     """Rebuild and validate the ``Observation`` of an ``observation`` request."""
     meta = header.get("obs")
-    if not isinstance(meta, dict):
+    if type(meta) is not dict:
         raise ProtocolError("observation message needs an 'obs' map", code="bad_header")
     instruction = meta.get("instruction")
-    if not isinstance(instruction, str) or len(instruction) > _MAX_TEXT:
+    if type(instruction) is not str or len(instruction) > _MAX_TEXT:
         raise ProtocolError(f"observation 'instruction' must be text of at most {_MAX_TEXT} characters", code="bad_observation")
     history = _text_list(meta.get("history", []), "history")
     detections = _text_list(meta.get("detections", []), "detections")
     timestamp, oseq = meta.get("timestamp"), meta.get("seq", 0)
-    if not _is_num(timestamp) or not _is_int(oseq):
+    if not _is_num(timestamp) or type(oseq) is not int:
         raise ProtocolError("observation 'timestamp' must be seconds and 'seq' an integer", code="bad_observation")
     privileged = meta.get("privileged")
-    if privileged is not None and not isinstance(privileged, dict):
+    if privileged is not None and type(privileged) is not dict:
         raise ProtocolError("observation 'privileged' must be a map or nil", code="bad_observation")
     frames, depth, state = {}, {}, None
     for fields, blob in zip(check_specs(header["arrays"]), blobs):
         role, name, arr = decode_checked(fields, blob)
-        target = {"frame": frames, "depth": depth}.get(role)
-        if target is not None:
-            if name in target:
-                raise ProtocolError(f"{role} {name!r} sent twice", code="bad_observation")
-            target[name] = arr
-        elif state is not None:
-            raise ProtocolError("more than one state vector", code="bad_observation")
-        else:
+        if role == "state":
+            if state is not None:
+                raise ProtocolError("more than one state vector", code="bad_observation")
             state = arr
+            continue
+        target = frames if role == "frame" else depth
+        if name in target:
+            raise ProtocolError(f"{role} {name!r} sent twice", code="bad_observation")
+        target[name] = arr
     if state is None:
         raise ProtocolError("observation has no state vector", code="bad_observation")
     # check_specs/decode_checked already enforced what Observation.validate checks for frames, depth and the
@@ -184,10 +193,7 @@ def decode_observation(header: dict, blobs: list) -> Observation:
         raise ProtocolError("observation has no camera frame", code="bad_observation")
     if not np.isfinite(state).all():
         raise ProtocolError("observation.state contains NaN or inf", code="bad_observation")
-    return Observation(
-        frames=frames, state=state, instruction=instruction, history=history, depth=depth,
-        detections=detections, timestamp=float(timestamp), seq=oseq, privileged=privileged,
-    )
+    return Observation(frames, state, instruction, history, depth, detections, float(timestamp), oseq, privileged)
 
 
 # ---------------------------------------------------------------- replies
