@@ -7,6 +7,9 @@ rounds so that machine load hits all of them alike:
 - ours, raw frames and JPEG frames: round trip from send to the ``end`` reply;
 - baseline: websockets + msgpack (the transport other robot policy servers use), one
   request and one reply message, server in its own process;
+- floor: a bare pyzmq DEALER/ROUTER echo of the same encoded message (no decoding, no
+  planner, a 2-byte reply), server in its own process: what ZeroMQ over TCP costs before
+  any protocol work, so the gap between it and ours is the protocol's share;
 - throughput: 8 robots (8 sockets), each with one request in flight, for ``throughput_s``.
 
 Writes ``<out>/bridge.json``.
@@ -70,6 +73,21 @@ def _serve_ours(conn) -> None:
         server.serve()
     finally:
         server.close()
+
+
+def _serve_zmq_echo(conn) -> None:
+    import zmq  # noqa: PLC0415
+
+    from bridges.sockets import recv_frames, send_frames  # noqa: PLC0415
+
+    sock = zmq.Context().socket(zmq.ROUTER)
+    sock.setsockopt(zmq.SNDBUF, 4 << 20)  # the same socket settings as the inference server
+    sock.setsockopt(zmq.RCVBUF, 4 << 20)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    conn.send(f"tcp://127.0.0.1:{port}")
+    while True:  # killed by _stop
+        frames = recv_frames(sock)
+        send_frames(sock, [frames[0], b"ok"], flags=0)
 
 
 def _serve_websockets(conn) -> None:
@@ -155,6 +173,20 @@ def _time_websockets(ws, obs, n: int) -> list[float]:
     return out
 
 
+def _time_echo(sock, frames: list, n: int) -> list[float]:
+    from bridges.sockets import recv_frames, send_frames  # noqa: PLC0415
+
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        send_frames(sock, frames, flags=0)
+        reply = recv_frames(sock, copy=True)
+        out.append(time.perf_counter() - t0)
+        if reply != [b"ok"]:
+            raise RuntimeError(f"echo server returned {reply}")
+    return out
+
+
 def _throughput(address: str, obs, robots: int, seconds: float) -> float:
     import zmq  # noqa: PLC0415
 
@@ -187,14 +219,24 @@ def run(out: str = DEFAULTS["out"], repeats: int = 2000, warmup: int = 200, roun
         throughput_s: float = 3.0, jpeg_quality: int = 90, size: int = 224) -> dict:
     from websockets.sync.client import connect  # noqa: PLC0415
 
+    import zmq  # noqa: PLC0415
+
     from bridges.client import BridgeClient  # noqa: PLC0415
+    from bridges.protocol import observation_message  # noqa: PLC0415
 
     obs = Observation({"front": test_image(size)}, np.linspace(-1, 1, STATE_SIZE, dtype=np.float32),
                       "put red cube on blue cube")
     ours_proc, address = _start(_serve_ours)
     ws_proc, port = _start(_serve_websockets)
-    samples = {"raw": [], "jpeg": [], "ws": []}
+    echo_proc, echo_address = _start(_serve_zmq_echo)
+    samples = {"raw": [], "jpeg": [], "ws": [], "floor": []}
     try:
+        echo = zmq.Context.instance().socket(zmq.DEALER)
+        echo.setsockopt(zmq.LINGER, 0)
+        echo.setsockopt(zmq.SNDBUF, 4 << 20)  # the same socket settings as BridgeClient
+        echo.setsockopt(zmq.RCVBUF, 4 << 20)
+        echo.connect(echo_address)
+        message = observation_message(obs, "bench-floor", 1)  # encoded once: the floor does no protocol work
         raw = BridgeClient(address, "bench-raw")
         jpeg = BridgeClient(address, "bench-jpeg", codec="jpeg", jpeg_quality=jpeg_quality)
         raw.hello()
@@ -203,6 +245,7 @@ def run(out: str = DEFAULTS["out"], repeats: int = 2000, warmup: int = 200, roun
             _time_ours(raw, obs, warmup)
             _time_ours(jpeg, obs, warmup)
             _time_websockets(ws, obs, warmup)
+            _time_echo(echo, message, warmup)
             per = max(1, repeats // rounds)
             for _ in range(rounds):
                 gc.collect()
@@ -211,24 +254,29 @@ def run(out: str = DEFAULTS["out"], repeats: int = 2000, warmup: int = 200, roun
                     samples["raw"] += _time_ours(raw, obs, per)
                     samples["ws"] += _time_websockets(ws, obs, per)
                     samples["jpeg"] += _time_ours(jpeg, obs, per)
+                    samples["floor"] += _time_echo(echo, message, per)
                 finally:
                     gc.enable()
         raw.close()
         jpeg.close()
+        echo.close(0)
         throughput = _throughput(address, obs, robots, throughput_s)
     finally:
         _stop(ours_proc)
         _stop(ws_proc)
+        _stop(echo_proc)
     import cv2  # noqa: PLC0415
 
     jpeg_bytes = len(cv2.imencode(".jpg", obs.frames["front"], [int(cv2.IMWRITE_JPEG_QUALITY), jpeg_quality])[1])
     ours_raw, ours_jpeg, base = _stats(samples["raw"]), _stats(samples["jpeg"]), _stats(samples["ws"])
+    floor = _stats(samples["floor"])
     result = {
         "frame": [size, size, 3],
         "state_size": STATE_SIZE,
         "repeats": len(samples["raw"]),
         "ours": {"raw": ours_raw, "jpeg": {**ours_jpeg, "frame_bytes": jpeg_bytes, "quality": jpeg_quality}},
         "baseline_websockets": base,
+        "floor_zmq_echo": floor,
         "speedup_p50": round(base["p50_ms"] / ours_raw["p50_ms"], 3),
         "throughput_8_robots_per_s" if robots == 8 else f"throughput_{robots}_robots_per_s": round(throughput, 1),
         "targets": {"raw_p99_le_1ms": ours_raw["p99_ms"] <= 1.0, "speedup_p50_ge_2": base["p50_ms"] >= 2 * ours_raw["p50_ms"]},
@@ -242,6 +290,7 @@ def run(out: str = DEFAULTS["out"], repeats: int = 2000, warmup: int = 200, roun
     print(f"  ours raw          p50 {ours_raw['p50_ms']:.3f} ms  p99 {ours_raw['p99_ms']:.3f} ms")
     print(f"  ours jpeg (q{jpeg_quality})    p50 {ours_jpeg['p50_ms']:.3f} ms  p99 {ours_jpeg['p99_ms']:.3f} ms  ({jpeg_bytes} B/frame)")
     print(f"  websockets+msgpack p50 {base['p50_ms']:.3f} ms  p99 {base['p99_ms']:.3f} ms")
+    print(f"  bare zmq echo      p50 {floor['p50_ms']:.3f} ms  p99 {floor['p99_ms']:.3f} ms  (transport floor: no protocol, no planner)")
     print(f"  speedup p50 (websockets / ours raw): {result['speedup_p50']:.2f}x")
     print(f"  throughput, {robots} robots: {throughput:.0f} plans/s")
     print(f"wrote {path}")

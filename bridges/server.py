@@ -49,6 +49,9 @@ DEFAULTS = {
 }
 
 
+_IDLE_WAIT_MS = 50  # how long an idle server waits in recv before it checks stop() and max_seconds
+
+
 @dataclass
 class _Request:
     identity: bytes
@@ -105,6 +108,7 @@ class InferenceServer:
         self.sock.setsockopt(zmq.RCVBUF, 4 << 20)  # whole camera frames fit the kernel buffers
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a vanished robot raises, not blocks
         self.sock.setsockopt(zmq.SNDHWM, 10000)
+        self.sock.setsockopt(zmq.RCVTIMEO, _IDLE_WAIT_MS)  # an idle serve() blocks in recv this long at most
         # Hard per-frame cap (the peer is disconnected above it); below it, unpack() replies 'too_large'.
         self.sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_message_bytes + MAX_HEADER_BYTES)
         if keys is not None:
@@ -128,8 +132,15 @@ class InferenceServer:
         self.log(f"serving planner {self.metadata['planner']!r} on {self.address}")
         sock = self.sock
         while not self._stop and (end is None or time.perf_counter() < end):
-            busy = bool(self.active or self.pending)
-            if readable(sock, 0 if busy else 50):
+            if self.active or self.pending:
+                waiting = readable(sock, 0)
+            else:  # idle: block in recv itself (up to RCVTIMEO, so stop() is seen), one wake-up less than poll + recv
+                try:
+                    self._handle(recv_frames(sock, 0))
+                except zmq.Again:
+                    continue
+                waiting = sock.get(EVENTS) & POLLIN
+            if waiting:
                 for _ in range(256):  # drain what is waiting, then get back to the plans
                     self._handle(recv_frames(sock, NOBLOCK))
                     if not sock.get(EVENTS) & POLLIN:
