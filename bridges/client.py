@@ -17,7 +17,7 @@ from typing import Iterator
 import zmq
 
 from bridges.protocol import REPLY_TYPES, check_reply, observation_message, pack, unpack
-from bridges.sockets import readable, recv_frames, send_frames
+from bridges.sockets import NOBLOCK, recv_frames, send_frames
 from embodied.errors import BridgeTimeoutError, ProtocolError, RemoteError
 from embodied.observation import Observation
 from embodied.plan import PlanStep, parse_step
@@ -110,6 +110,7 @@ class BridgeClient:
             self._monitor = s.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         s.connect(self.address)
         self.sock = s
+        self._rcvtimeo = -1  # the socket's RCVTIMEO (ms), set by receive()
 
     def close(self) -> None:
         if self._monitor is not None:
@@ -183,9 +184,17 @@ class BridgeClient:
             self._check_refused()
             if not any(r is self.sock for r in ready):
                 return None
-        elif not readable(self.sock, int(timeout_s * 1000)):
-            return None
-        frames = recv_frames(self.sock, copy=True)  # replies are small: plain bytes are cheaper than Frames
+            frames = recv_frames(self.sock, NOBLOCK, copy=True)
+        else:
+            # block in recv itself (one wake-up less than poll + recv); RCVTIMEO bounds the wait
+            wait_ms = max(0, round(timeout_s * 1000))
+            if wait_ms != self._rcvtimeo:
+                self.sock.setsockopt(zmq.RCVTIMEO, wait_ms)
+                self._rcvtimeo = wait_ms
+            try:
+                frames = recv_frames(self.sock, NOBLOCK if wait_ms == 0 else 0, copy=True)  # replies are small: bytes
+            except zmq.Again:
+                return None
         received = time.time()
         t0 = time.perf_counter()
         if self.faults is not None:
