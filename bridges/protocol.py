@@ -36,12 +36,12 @@ ERROR_CODES = (
     "unknown_robot", "internal",
 )
 _MAX_TEXT = 4096
+_MAX_LIST = 512
 # msgpack limits for headers: no ext types, no huge containers, string map keys only
 _unpack_header = functools.partial(
     msgpack.unpackb, raw=False, strict_map_key=True, use_list=True, max_bin_len=MAX_HEADER_BYTES,
     max_str_len=MAX_HEADER_BYTES, max_array_len=65536, max_map_len=65536, max_ext_len=0,
 )
-_MAX_LIST = 512
 
 
 def pack(header: dict, blobs=()) -> list:
