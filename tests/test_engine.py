@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import pytest
@@ -79,6 +80,31 @@ def test_constrained_engine_equals_generate_with_logits_processor(tiny_tokenizer
         (ours,) = eng.generate([Request(x, c)])
         ref = _generate(lm, x, 40, logits_processor=[c.logits_processor()], eos_token_id=tok.eos_token_id)
         assert ours == ref
+
+
+@pytest.mark.skipif(not shutil.which("g++"), reason="inductor's CPU backend needs a C++ compiler (g++)")
+def test_compiled_cpu_step_equals_generate_token_for_token(lm):
+    eng = Engine(lm, config=EngineConfig(max_batch=1, max_len=96, max_new_tokens=16, stop_at_eos=False, cpu_compile=True))
+    prefix = torch.randn(10, D, generator=torch.Generator().manual_seed(7))
+    for T in (30, 7, 12):  # one compiled graph serves every prompt length (static cache, mask)
+        x = torch.cat([prefix, torch.randn(T, D)])
+        t = eng.submit(Request(x, session="robot-1", prefix_len=10))
+        eng.run()
+        assert t.tokens == _generate(lm, x, 16)
+    assert eng.compiled and t.reused_prefix == 10
+
+
+def test_compiled_cpu_step_falls_back_to_eager_when_compilation_fails(lm):
+    eng = Engine(lm, config=EngineConfig(max_batch=1, max_len=96, max_new_tokens=8, stop_at_eos=False, cpu_compile=True))
+
+    def no_compiler(*args):
+        raise RuntimeError("C++ compiler not found")
+
+    eng._compiled_decode = eng._compiled_prefill = no_compiler  # what inductor raises without a compiler
+    x = torch.randn(20, D)
+    with pytest.warns(UserWarning, match="compiling for the CPU failed"):
+        (toks,) = eng.generate([Request(x)])
+    assert not eng.compiled and toks == _generate(lm, x, 8)
 
 
 def test_prefix_reuse_equals_full_recompute(lm):
@@ -198,7 +224,7 @@ def test_bench_writes_the_documented_rows(tmp_path):
 
     cfg = OmegaConf.create({"models": "default", "device": "cpu", "batch": [1, 2], "repeats": 1, "warmup": 0,
                             "prompt_tokens": 16, "new_tokens": 6, "first_step_tokens": 3, "out": str(tmp_path),
-                            "checkpoint": str(tmp_path / "none")})
+                            "checkpoint": str(tmp_path / "none"), "cpu_compile": False})
     main(cfg)
     rows = json.loads((tmp_path / "engine.json").read_text())
     assert [r["batch"] for r in rows] == [1, 2]

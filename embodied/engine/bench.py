@@ -43,6 +43,7 @@ class BenchEngineConfig:
     checkpoint: str = "checkpoints/default"  # the default model's weights, when present
     cuda_graphs: bool = True
     compile: bool = True  # CUDA: inductor-compile our decode step (the first call pays for it)
+    cpu_compile: bool = True  # CPU: the same, with inductor's C++ wrapper (needs a C++ compiler)
     baseline: bool = True
     threads: Any = None  # torch CPU threads (None: torch's default)
     seed: int = 0
@@ -133,7 +134,7 @@ def _bench_model(name: str, lm, weights: str, c: BenchEngineConfig) -> list[dict
     for B in c.batch:
         ecfg = EngineConfig(
             max_batch=B, max_len=max_len, max_new_tokens=c.new_tokens, dtype=c.dtype,
-            cuda_graphs=c.cuda_graphs, compile=c.compile, stop_at_eos=False,
+            cuda_graphs=c.cuda_graphs, compile=c.compile, cpu_compile=c.cpu_compile, stop_at_eos=False,
         )
         engine = Engine(lm, dev, ecfg)
         gen = torch.Generator().manual_seed(c.seed)
