@@ -46,6 +46,7 @@ class ModelPlanner:
         max_new_tokens: int = 96,
         engine_config=None,
         max_batch: int = 1,
+        cpu_compile: bool = False,
     ):
         from embodied.model import PalmE
 
@@ -61,6 +62,7 @@ class ModelPlanner:
         self.patch_score = patch_score
         self.max_new_tokens = max_new_tokens
         self._engine_config = engine_config
+        self.cpu_compile = cpu_compile  # CPU: inductor-compile the engine's decode step
         self.max_batch = max(1, int(max_batch))  # >1: plans of several robots decode in one batch
         self._engine = None
         self._session = f"model-planner-{id(self)}"
@@ -114,6 +116,7 @@ class ModelPlanner:
                 max_len=int(self.model.lm.config.max_position_embeddings),
                 max_new_tokens=self.max_new_tokens,
                 max_states=constraint_for_detections(self.tokenizer, [], self.vocab_size).num_states,
+                cpu_compile=self.cpu_compile,
             )
             self._engine = Engine(self.model.lm, self.device, cfg, eos_token_id=self.tokenizer.eos_token_id)
         return self._engine
