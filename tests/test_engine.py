@@ -83,15 +83,27 @@ def test_constrained_engine_equals_generate_with_logits_processor(tiny_tokenizer
 
 
 @pytest.mark.skipif(not shutil.which("g++"), reason="inductor's CPU backend needs a C++ compiler (g++)")
-def test_compiled_cpu_step_equals_generate_token_for_token(lm):
-    eng = Engine(lm, config=EngineConfig(max_batch=1, max_len=96, max_new_tokens=16, stop_at_eos=False, cpu_compile=True))
-    prefix = torch.randn(10, D, generator=torch.Generator().manual_seed(7))
+def test_compiled_cpu_step_equals_generate_token_for_token(tiny_tokenizer):
+    tok = tiny_tokenizer
+    lm = _lm(vocab=len(tok), seed=2)
+    c = build_constraint(tok, ["red cube", "blue cube", "green cylinder"], ["tray"])
+    cfg = EngineConfig(max_batch=1, max_len=128, max_new_tokens=18, max_states=c.num_states, cpu_compile=True)
+    eng = Engine(lm, config=cfg, eos_token_id=tok.eos_token_id)
+    g = torch.Generator().manual_seed(7)
+    prefix = torch.randn(10, D, generator=g)
     for T in (30, 7, 12):  # one compiled graph serves every prompt length (static cache, mask)
-        x = torch.cat([prefix, torch.randn(T, D)])
-        t = eng.submit(Request(x, session="robot-1", prefix_len=10))
+        x = torch.cat([prefix, torch.randn(T, D, generator=g)])
+        t = eng.submit(Request(x, session="robot-1", prefix_len=10, max_new_tokens=18))
         eng.run()
-        assert t.tokens == _generate(lm, x, 16)
+        assert t.tokens == _generate(lm, x, 18, eos_token_id=tok.eos_token_id)
     assert eng.compiled and t.reused_prefix == 10
+    lengths = []
+    for seed in range(2):  # constrained
+        x = torch.randn(20, D, generator=torch.Generator().manual_seed(seed))
+        (ours,) = eng.generate([Request(x, c, max_new_tokens=40)])
+        assert ours == _generate(lm, x, 40, logits_processor=[c.logits_processor()], eos_token_id=tok.eos_token_id)
+        lengths.append(len(ours))
+    assert min(lengths) % 4 != 1  # one plan ended inside a 4-step chunk: its remaining steps were dropped
 
 
 def test_compiled_cpu_step_falls_back_to_eager_when_compilation_fails(lm):
