@@ -47,6 +47,7 @@ DEFAULTS = {
     "backoff_max_s": 2.0,
     "episodes": 1,
     "max_seconds": None,
+    "max_repeats": None,
     "log": "runs/daemon.jsonl",
     "rate_log_s": 1.0,
     "echo": False,
@@ -72,11 +73,14 @@ class Settings:
     episodes: int | None = 1  # None: forever
     max_seconds: float | None = None
     rate_log_s: float = 1.0
+    max_repeats: int | None = None  # no-progress guard: end the episode when one step succeeded this many times in a row
 
     def __post_init__(self):
         for name in ("hz", "watchdog_s", "heartbeat_s", "stale_s", "backoff_s", "backoff_max_s", "rate_log_s"):
             if not float(getattr(self, name)) > 0:
                 raise ConfigError(f"daemon setting {name} must be > 0, got {getattr(self, name)!r}")
+        if self.max_repeats is not None and (isinstance(self.max_repeats, bool) or int(self.max_repeats) != self.max_repeats or self.max_repeats < 1):
+            raise ConfigError(f"daemon setting max_repeats must be a positive integer or null, got {self.max_repeats!r}")
         if self.heartbeat_s >= self.watchdog_s:
             raise ConfigError(f"heartbeat_s ({self.heartbeat_s}) must be shorter than watchdog_s ({self.watchdog_s})")
 
@@ -132,6 +136,7 @@ class Daemon:
         self.held_since = 0.0
         self.episodes_done = 0
         self.episode_steps = 0
+        self.repeats = (None, 0)  # (step text, how many times in a row it succeeded)
         self.counts = {"ticks": 0, "overruns": 0, "plans": 0, "executed": 0, "stale": 0, "holds": 0, "reconnects": 0,
                        "errors": 0}
 
@@ -318,6 +323,20 @@ class Daemon:
             self.state = "idle"
         if out.episode_over and not out.halted:
             self._end_episode("episode over")
+            return
+        self._check_progress(info.get("step"), out)
+
+    def _check_progress(self, step: str | None, out: StepOutcome) -> None:
+        """No-progress guard: the same step succeeding ``max_repeats`` times in a row ends the episode."""
+        if not (out.success and not out.halted):
+            self.repeats = (None, 0)
+            return
+        last, n = self.repeats
+        self.repeats = (step, n + 1 if step == last else 1)
+        limit = self.s.max_repeats
+        if limit is not None and self.repeats[1] >= limit and self.state == "idle":
+            self.log("no_progress", step=step, repeats=self.repeats[1])
+            self._end_episode(f"no progress: {step!r} succeeded {self.repeats[1]} times in a row")
 
     def _stop_motion(self) -> None:
         self.robot.hold()  # returns once the arm is still; an executing step returns halted
@@ -331,6 +350,7 @@ class Daemon:
     def _start_episode(self) -> None:
         info = self.robot.reset()
         self.episode_steps = 0
+        self.repeats = (None, 0)
         self.log("episode_start", episode=self.episodes_done, **(info or {}))
 
     def _end_episode(self, why: str) -> None:

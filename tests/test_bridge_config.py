@@ -46,6 +46,9 @@ def test_daemon_settings_are_validated():
         daemon.Settings(heartbeat_s=2.0, watchdog_s=1.0)
     with pytest.raises(ConfigError, match="hz"):
         daemon.Settings(hz=0)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="max_repeats"):
+            daemon.Settings(max_repeats=bad)
 
 
 def test_keygen_writes_loadable_keys(tmp_path):

@@ -68,6 +68,23 @@ def test_daemon_runs_plans_at_its_rate_and_logs_latency(tmp_path):
     assert shutdown["event"] == "shutdown" and shutdown["why"] == "max_seconds" and "overruns" in shutdown
 
 
+def test_no_progress_guard_ends_an_episode_that_repeats_one_step(tmp_path):
+    server, address = start_server(P + "FixedPlanner")  # always "put red cube on blue cube" first
+    log = tmp_path / "d.jsonl"
+    daemon = start_daemon(*daemon_args(address, log, "dry.step_s=0.05", "max_repeats=3", "episodes=2"))
+    try:
+        assert daemon.wait(30) == 0
+    finally:
+        stop(daemon)
+        stop(server)
+    recs = read_log(log)
+    stuck = [r for r in recs if r["event"] == "no_progress"]
+    ends = [r for r in recs if r["event"] == "episode_end"]
+    assert [(r["step"], r["repeats"]) for r in stuck] == [("put red cube on blue cube", 3)] * 2
+    assert len(ends) == 2 and all(r["why"].startswith("no progress") and r["steps"] == 3 for r in ends)
+    assert sum(r["event"] == "step_result" for r in recs) == 6
+
+
 def test_server_killed_mid_plan_safe_hold_within_watchdog_then_resume(tmp_path):
     port = free_port()
     server, address = start_server(P + "FixedPlanner", STEPS, "+planner_args.delay_s=0.3", port=port)
