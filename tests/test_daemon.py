@@ -41,16 +41,21 @@ def daemon_args(address: str, log: Path, *extra: str) -> list[str]:
             "stale_s=2.0", "backoff_s=0.1", "backoff_max_s=0.4", "episodes=null", "rate_log_s=0.5", *extra]
 
 
-def test_daemon_runs_plans_at_its_rate_and_logs_latency(tmp_path):
-    server, address = start_server(P + "FixedPlanner")
+def run_to_exit(tmp_path: Path, server_args: tuple, *extra: str, timeout: float = 20) -> list[dict]:
+    """Run a server and a dry-robot daemon until the daemon exits (it must exit 0); return its log."""
+    server, address = start_server(P + "FixedPlanner", *server_args)
     log = tmp_path / "d.jsonl"
-    daemon = start_daemon(*daemon_args(address, log, "dry.step_s=0.05", "max_seconds=2.5"))
+    daemon = start_daemon(*daemon_args(address, log, *extra))
     try:
-        assert daemon.wait(20) == 0
+        assert daemon.wait(timeout) == 0
     finally:
         stop(daemon)
         stop(server)
-    recs = read_log(log)
+    return read_log(log)
+
+
+def test_daemon_runs_plans_at_its_rate_and_logs_latency(tmp_path):
+    recs = run_to_exit(tmp_path, (), "dry.step_s=0.05", "max_seconds=2.5")
     plans = [r for r in recs if r["event"] == "plan"]
     assert len(plans) >= 5
     for p in plans:
@@ -69,15 +74,8 @@ def test_daemon_runs_plans_at_its_rate_and_logs_latency(tmp_path):
 
 
 def test_no_progress_guard_ends_an_episode_that_repeats_one_step(tmp_path):
-    server, address = start_server(P + "FixedPlanner")  # always "put red cube on blue cube" first
-    log = tmp_path / "d.jsonl"
-    daemon = start_daemon(*daemon_args(address, log, "dry.step_s=0.05", "max_repeats=3", "episodes=2"))
-    try:
-        assert daemon.wait(30) == 0
-    finally:
-        stop(daemon)
-        stop(server)
-    recs = read_log(log)
+    # the planner always answers "put red cube on blue cube" first, and the dry robot succeeds
+    recs = run_to_exit(tmp_path, (), "dry.step_s=0.05", "max_repeats=3", "episodes=2", timeout=30)
     stuck = [r for r in recs if r["event"] == "no_progress"]
     ends = [r for r in recs if r["event"] == "episode_end"]
     assert [(r["step"], r["repeats"]) for r in stuck] == [("put red cube on blue cube", 3)] * 2
@@ -114,15 +112,7 @@ def test_server_killed_mid_plan_safe_hold_within_watchdog_then_resume(tmp_path):
 
 
 def test_stale_observations_are_not_executed(tmp_path):
-    server, address = start_server(P + "FixedPlanner", "+planner_args.first_delay_s=0.4")
-    log = tmp_path / "d.jsonl"
-    daemon = start_daemon(*daemon_args(address, log, "stale_s=0.15", "watchdog_s=2.0", "max_seconds=2.5"))
-    try:
-        assert daemon.wait(20) == 0
-    finally:
-        stop(daemon)
-        stop(server)
-    recs = read_log(log)
+    recs = run_to_exit(tmp_path, ("+planner_args.first_delay_s=0.4",), "stale_s=0.15", "watchdog_s=2.0", "max_seconds=2.5")
     stale = [r for r in recs if r["event"] == "stale_plan"]
     assert len(stale) >= 2 and all(r["obs_age_ms"] > 150 for r in stale)
     assert not [r for r in recs if r["event"] in ("plan", "step_result")]
