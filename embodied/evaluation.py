@@ -31,7 +31,7 @@ class PlannerOptions:
     model_dir: str = "checkpoints/default"
     device: str = "cpu"
     use_engine: bool = True
-    cpu_compile: bool = False  # planner=model on CPU: compile the engine's decode step (once ~20 s, then ~2x faster decoding)
+    cpu_compile: bool = False  # planner=model on CPU: compile the engine (20-60 s once, then plans about 2x faster than eager)
     keep_patches: Optional[int] = None
     server: str = "tcp://127.0.0.1:5555"
     server_key: Optional[str] = None  # CurveZMQ: the server's public key file

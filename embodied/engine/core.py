@@ -480,11 +480,10 @@ class Engine:
                     self._deliver(t, toks[slot], states[slot], now)
 
     def _cpu_prefill(self, s0: int, n: int, Tb: int, kv_len: int, causal: bool) -> None:
-        if self.compiled:
-            try:
-                return self._compiled_prefill(s0, n, Tb, kv_len, causal)
-            except Exception as e:
-                self._compile_failed(e)
+        try:
+            return self._compiled_prefill(s0, n, Tb, kv_len, causal)
+        except Exception as e:
+            self._compile_failed(e)
         self._prefill_impl(s0, n, Tb, kv_len, causal)
 
     def _compile_failed(self, e: Exception) -> None:
