@@ -491,7 +491,7 @@ class Engine:
         import warnings
 
         warnings.warn(f"engine: compiling for the CPU failed ({type(e).__name__}: {e}); running eagerly")
-        self._decode_fn, self.compiled = self._eager_decode, False
+        self.compiled = False  # step() and _prefill() take the eager paths from now on
         torch._dynamo.reset()
 
     def _capture(self, fn):  # pragma: no cover - CUDA only
