@@ -56,6 +56,10 @@ class TrainConfig:
     threads: Optional[int] = None  # torch CPU threads
     max_minutes: Optional[float] = None  # stop early (with a checkpoint) after this wall time
     instruction_word_dropout: float = 0.0  # drop non-grammar instruction words (robustness to phrasing)
+    # Replace each non-grammar instruction word by a made-up word with this probability, and insert one
+    # made-up word with the same probability: words the tokenizer never saw (held-out phrasings) then
+    # look like noise the model learned to read past, not like a cue.
+    instruction_word_noise: float = 0.0
     # Replace each colour word of the teacher-forced plan *input* (never the labels) by another training
     # colour with this probability, so the next word (the shape) is read from the instruction and the
     # scene rather than from colour-shape bigrams of the training plans.
@@ -168,6 +172,21 @@ def _drop_words(text: str, p: float, rng: random.Random) -> str:
     keep = set(grammar_words())
     words = [w for w in text.split() if w.lower().strip(",.:;") in keep or rng.random() >= p]
     return " ".join(words) or text
+
+
+def _noise_words(text: str, p: float, rng: random.Random) -> str:
+    """Replace each non-grammar word by a made-up word with probability ``p``; insert one with probability ``p``."""
+    from embodied.tokenizer import grammar_words
+
+    keep = set(grammar_words())
+
+    def made_up() -> str:
+        return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 8)))
+
+    words = [w if w.lower().strip(",.:;") in keep or rng.random() >= p else made_up() for w in text.split()]
+    if words and rng.random() < p:
+        words.insert(rng.randint(0, len(words)), made_up())
+    return " ".join(words)
 
 
 def _swap_colours(text: str, p: float, rng: random.Random) -> str:
@@ -331,6 +350,9 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.instruction_word_dropout > 0:
                 for e in exs:
                     e.observation.instruction = _drop_words(e.observation.instruction, cfg.instruction_word_dropout, rng)
+            if cfg.instruction_word_noise > 0:
+                for e in exs:
+                    e.observation.instruction = _noise_words(e.observation.instruction, cfg.instruction_word_noise, rng)
             noisy = [_swap_colours(e.target, cfg.target_colour_noise, rng) for e in exs] if cfg.target_colour_noise > 0 else None
             sync = contextlib.nullcontext() if (not dist.enabled or micro == cfg.grad_accum - 1) else net.no_sync()
             with sync:

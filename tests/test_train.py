@@ -88,16 +88,22 @@ def test_config_errors_are_named(tmp_path):
         train(validated(compose("train", [f"data={tmp_path}/none", f"out={tmp_path}/o", "model=tiny"]), TrainConfig))
 
 
-def test_time_budget_drives_the_decay_and_word_dropout_keeps_grammar_words():
+def test_time_budget_drives_the_decay_and_word_noise_keeps_grammar_words():
     import random
 
-    from embodied.train import _drop_words
+    from embodied.train import _drop_words, _noise_words
 
     c = TrainConfig(steps=1000, warmup_steps=0, lr=1.0, min_lr_ratio=0.1, max_minutes=1.0)
     assert lr_at(10, c, elapsed_s=0.0) > 0.99 and lr_at(10, c, elapsed_s=60.0) == pytest.approx(0.1)
     rng = random.Random(0)
     out = _drop_words("please could you put the red cube into the tray", 1.0, rng)
     assert out == "put red cube tray"
+    text = "please could you put the red cube into the tray"
+    noisy = _noise_words(text, 1.0, rng).split()
+    assert len(noisy) == len(text.split()) + 1  # every word kept or replaced, one made-up word inserted
+    assert [w for w in noisy if w in ("put", "red", "cube", "tray")] == ["put", "red", "cube", "tray"]
+    assert not {"please", "could", "you", "the", "into"} & set(noisy)
+    assert _noise_words(text, 0.0, rng) == text
 
 
 def test_init_fine_tunes_from_a_model_directory(data, tmp_path):
