@@ -245,6 +245,9 @@ def train(cfg: TrainConfig) -> dict:
     from embodied.data.dataset import PlanDataset
     from embodied.model.palme import PalmE
 
+    for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(cfg, name)!r}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     kind = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")

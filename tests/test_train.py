@@ -84,6 +84,8 @@ def test_config_errors_are_named(tmp_path):
         validated(compose("train", ["steps=lots"]), TrainConfig)
     with pytest.raises(ConfigError):
         compose("train", ["model.lm.hiden_size=3"])
+    with pytest.raises(ConfigError, match="instruction_word_noise is a probability"):
+        train(validated(compose("train", [f"data={tmp_path}/none", f"out={tmp_path}/o", "instruction_word_noise=1.5"]), TrainConfig))
     with pytest.raises(ConfigError, match="datagen"):
         train(validated(compose("train", [f"data={tmp_path}/none", f"out={tmp_path}/o", "model=tiny"]), TrainConfig))
 
