@@ -13,6 +13,7 @@ Under ``torchrun`` the same script runs DDP (gloo on CPU, nccl on CUDA).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -165,25 +166,30 @@ def _batches(n: int, batch: int, seed: int, rank: int, world: int):
         epoch += 1
 
 
-def _drop_words(text: str, p: float, rng: random.Random) -> str:
-    """Drop each word that is not a plan-grammar word with probability ``p``."""
+@functools.lru_cache(maxsize=1)
+def _grammar_words() -> frozenset[str]:
     from embodied.tokenizer import grammar_words
 
-    keep = set(grammar_words())
-    words = [w for w in text.split() if w.lower().strip(",.:;") in keep or rng.random() >= p]
+    return frozenset(grammar_words())
+
+
+def _is_grammar_word(word: str) -> bool:
+    """Whether an instruction word (punctuation stripped) is a plan-grammar word; the noise options keep those."""
+    return word.lower().strip(",.:;") in _grammar_words()
+
+
+def _drop_words(text: str, p: float, rng: random.Random) -> str:
+    """Drop each word that is not a plan-grammar word with probability ``p``."""
+    words = [w for w in text.split() if _is_grammar_word(w) or rng.random() >= p]
     return " ".join(words) or text
 
 
 def _noise_words(text: str, p: float, rng: random.Random) -> str:
     """Replace each non-grammar word by a made-up word with probability ``p``; insert one with probability ``p``."""
-    from embodied.tokenizer import grammar_words
-
-    keep = set(grammar_words())
-
     def made_up() -> str:
         return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 8)))
 
-    words = [w if w.lower().strip(",.:;") in keep or rng.random() >= p else made_up() for w in text.split()]
+    words = [w if _is_grammar_word(w) or rng.random() >= p else made_up() for w in text.split()]
     if words and rng.random() < p:
         words.insert(rng.randint(0, len(words)), made_up())
     return " ".join(words)
