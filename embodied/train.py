@@ -65,6 +65,9 @@ class TrainConfig:
     # colour with this probability, so the next word (the shape) is read from the instruction and the
     # scene rather than from colour-shape bigrams of the training plans.
     target_colour_noise: float = 0.0
+    # Object references (model.object_refs): weight of the loss that teaches one attention head to point
+    # at the reference the next token names (``PalmE.pointer_attention_loss``); 0 = off.
+    ref_attention_loss: float = 0.0
     progress: bool = True
 
 
@@ -225,18 +228,19 @@ def evaluate(model, dataset, batch_size: int, max_batches: int, autocast) -> _Ev
     n_eval = min(len(dataset), batch_size * max_batches)
     # evenly spaced over the split, so every family is represented (shards are grouped by family)
     picks = sorted({int(i * len(dataset) / n_eval) for i in range(n_eval)})
+    rng = random.Random(0)  # the same object-list order at every validation
     with torch.no_grad():
         for start in range(0, len(picks), batch_size):
-            exs = [dataset[i] for i in picks[start : start + batch_size]]
+            pairs = [model.training_example(dataset[i].observation, dataset[i].target, rng) for i in picks[start : start + batch_size]]
             with autocast():
-                out = model([model.build_prompt(e.observation) for e in exs], [e.target for e in exs])
+                out = model([model.build_prompt(obs) for obs, _ in pairs], [t for _, t in pairs])
             tot_loss += float(out.loss) * out.target_tokens
             tot_tok += out.target_tokens
             pred = out.logits[:, :-1].argmax(-1)  # (B, T-1)
             lab = out.labels[:, 1:]  # (B, T-1)
             ok = ((pred == lab) | (lab == IGNORE)).all(-1)  # (B,)
             hits += int(ok.sum())
-            n += len(exs)
+            n += len(pairs)
     model.train(was_training)
     return _Eval(loss=tot_loss / max(1, tot_tok), exact_match=hits / max(1, n), examples=n)
 
@@ -287,8 +291,10 @@ def train(cfg: TrainConfig) -> dict:
     if dist.main and not resumed:
         torch.manual_seed(cfg.seed)
         if cfg.init:
-            start = PalmE.load(cfg.init)  # its own config and tokenizer; of cfg.model only prompt_objects applies
+            start = PalmE.load(cfg.init)  # its own config and tokenizer; of cfg.model only prompt_objects and object_refs apply
             start.config.prompt_objects = start.config.prompt_objects or cfg.model.prompt_objects
+            if cfg.model.object_refs:
+                start.enable_object_refs()
             start.save(out)
         else:
             PalmE.create(cfg.model, train_ds.texts()).save(out)
@@ -362,11 +368,14 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.instruction_word_noise > 0:
                 for e in exs:
                     e.observation.instruction = _noise_words(e.observation.instruction, cfg.instruction_word_noise, rng)
-            noisy = [_swap_colours(e.target, cfg.target_colour_noise, rng) for e in exs] if cfg.target_colour_noise > 0 else None
+            pairs = [model.training_example(e.observation, e.target, rng) for e in exs]
+            targets = [t for _, t in pairs]
+            noisy = [_swap_colours(t, cfg.target_colour_noise, rng) for t in targets] if cfg.target_colour_noise > 0 else None
             sync = contextlib.nullcontext() if (not dist.enabled or micro == cfg.grad_accum - 1) else net.no_sync()
             with sync:
                 with autocast():
-                    o = net([model.build_prompt(e.observation) for e in exs], [e.target for e in exs], input_targets=noisy)
+                    o = net([model.build_prompt(obs) for obs, _ in pairs], targets, input_targets=noisy,
+                            ref_attention=cfg.ref_attention_loss)
                 (o.loss / cfg.grad_accum).backward()
             step_loss += o.loss.item() / cfg.grad_accum
             n_tok = int(o.attention_mask.sum())

@@ -3,6 +3,10 @@
 Every step is grammar-constrained (``embodied.constrained``) to the objects the robot
 perceives (``Observation.detections``; the full vocabulary when it perceives nothing, e.g.
 under ``ablate=frames``), streamed as soon as its text is complete, parsed and validated.
+A model with ``object_refs`` names an object by its reference into the prompt's object
+list and then its name (``<o2> purple triangle``); the constraint allows exactly the listed
+references, each followed by its own name, and the reference is dropped before the step is
+parsed.
 
 ``use_engine=False`` decodes with the ``transformers`` model itself (same constraint, one
 forward per token): the reference path, used by tests and as a fallback.
@@ -14,7 +18,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from embodied.constrained import constraint_for_detections, scene_vocabulary
+from embodied.constrained import build_constraint, constraint_for_detections, scene_vocabulary
 from embodied.errors import EngineError
 from embodied.observation import Observation
 from embodied.plan import PlanStep, parse_step, validate_step
@@ -79,12 +83,16 @@ class ModelPlanner:
         observation.validate()
         obs = observation.ablated(self.ablate) if self.ablate not in (None, "", "none") else observation
         objects, containers = scene_vocabulary(obs.detections)
-        constraint = constraint_for_detections(self.tokenizer, obs.detections, self.vocab_size)
+        refs = self.model.object_refs(obs)
+        if refs is not None and refs.objects:
+            constraint = build_constraint(self.tokenizer, refs.choices, containers, self.vocab_size)
+        else:
+            constraint = constraint_for_detections(self.tokenizer, obs.detections, self.vocab_size)
         with torch.no_grad():
             embeds, prefix_len = self._embed(observation)  # (T, D)
         steps = self._engine_steps if self.use_engine else self._reference_steps
         for ids in steps(embeds, prefix_len, constraint):
-            step = self._to_step(ids)
+            step = self._to_step(ids, refs)
             validate_step(step, objects, containers)
             yield step
             if step.is_done:
@@ -187,8 +195,8 @@ class ModelPlanner:
                 out = lm(input_ids=torch.tensor([[tok]], device=embeds.device), cache=out.cache, use_cache=True)
         _unfinished(max_new)
 
-    def _to_step(self, ids: list[int]) -> PlanStep:
+    def _to_step(self, ids: list[int], refs=None) -> PlanStep:
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         if text.endswith(";"):
             text = text[:-1].strip()
-        return parse_step(text)
+        return parse_step(refs.to_names(text) if refs is not None else text)

@@ -128,3 +128,25 @@ def test_init_fine_tunes_from_a_model_directory(data, tmp_path):
     assert PalmE.load(tmp_path / "ft_obj").config.prompt_objects
     with pytest.raises(ConfigError, match="init="):
         train(cfg_for(data, tmp_path / "x", "steps=2", f"init={tmp_path / 'missing'}"))
+
+
+def test_object_references_train_from_scratch_and_by_fine_tuning(data, tmp_path):
+    from embodied.model import PalmE
+
+    out = tmp_path / "refs"
+    train(cfg_for(data, out, "steps=30", "model.prompt_objects=true", "model.object_refs=true", "ref_attention_loss=1.0"))
+    losses = [r["loss"] for r in records(out) if "loss" in r]
+    assert losses[-1] < 0.5 * losses[0]
+    model = PalmE.load(out)
+    assert model.config.object_refs and "<o1>" in model.tokenizer.get_vocab()
+    # fine-tuning switches a names model to references: 16 new tokens, the old rows kept
+    base = tmp_path / "base"
+    train(cfg_for(data, base, "steps=2", "model.prompt_objects=true"))
+    ft = tmp_path / "ft_refs"
+    train(cfg_for(data, ft, "steps=2", f"init={base}", "model.object_refs=true", "lr=0.0"))
+    a, b = PalmE.load(base), PalmE.load(ft)
+    assert b.config.object_refs and len(b.tokenizer) == len(a.tokenizer) + 16
+    wa, wb = a.lm.get_input_embeddings().weight, b.lm.get_input_embeddings().weight
+    assert wb.shape[0] == wa.shape[0] + 16 and (wb[: wa.shape[0]] == wa).all()
+    with pytest.raises(ConfigError, match="prompt_objects"):
+        train(cfg_for(data, tmp_path / "bad", "steps=2", "model.object_refs=true"))

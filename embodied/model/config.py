@@ -51,6 +51,9 @@ class ModelConfig:
     # Write the robot's perception (Observation.detections: the objects and containers it sees) into the
     # prompt after the frames. Off for checkpoints saved before this option existed.
     prompt_objects: bool = False
+    # Plans name objects by reference tokens into the prompt's object list (``<o2>``), not by their
+    # names (``embodied.model.refs``); needs prompt_objects.
+    object_refs: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +81,8 @@ class ModelConfig:
             )
         if self.lm.hidden_size % self.lm.heads or self.lm.heads % self.lm.kv_heads:
             raise ConfigError("lm.hidden_size must divide by lm.heads, and lm.heads by lm.kv_heads")
+        if self.object_refs and not self.prompt_objects:
+            raise ConfigError("object_refs needs prompt_objects: the references point into the prompt's object list")
         if self.state_tokens < 1:
             raise ConfigError("state_tokens must be >= 1")
         return self

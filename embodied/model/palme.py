@@ -16,7 +16,7 @@ prompt; the loss is next-token cross-entropy on the target tokens only.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -29,6 +29,7 @@ from embodied.errors import ConfigError, ObservationError
 from embodied.model.config import ModelConfig
 from embodied.model.encoders import PretrainedVisionEncoder, StateEncoder, VisionEncoder, frames_to_tensor
 from embodied.model.prompt import ImageSegment, MultimodalPrompt, StateSegment, TextSegment
+from embodied.model.refs import ObjectRefs, add_ref_tokens, listed_refs, pointer_attention_loss, shuffled
 from embodied.observation import Observation
 from embodied.plan import STEP_SEPARATOR, PlanStep, format_plan
 from embodied.tokenizer import IMAGE, STATE
@@ -53,6 +54,8 @@ class PromptTokens:
     images: list[np.ndarray]
     states: list[np.ndarray]
     prefix_length: int
+    # object references of the ``Objects:`` list: (position of the reference token, the name's token ids)
+    ref_names: list[tuple[int, list[int]]] = field(default_factory=list)
 
 
 def _build_lm(config: ModelConfig, tokenizer) -> nn.Module:
@@ -133,9 +136,31 @@ class PalmE(nn.Module):
             lm, tok = _load_pretrained_lm(config.lm.pretrained)
         else:
             tok = build_tokenizer(corpus, vocab_size=config.vocab_size)
+        if config.object_refs:
+            add_ref_tokens(tok)
+            if lm is not None:
+                lm.resize_token_embeddings(len(tok))
         if config.vision.pretrained:
             vision = _load_pretrained_vision(config.vision.pretrained)
         return cls(config, tok, lm=lm, vision=vision)
+
+    def enable_object_refs(self) -> None:
+        """Switch a model trained with object names to object references (fine-tuning): new tokens, new rows."""
+        if self.config.object_refs:
+            return
+        self.config.prompt_objects = self.config.object_refs = True
+        self.config.check()
+        n = add_ref_tokens(self.tokenizer)
+        self.lm.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+        if n:
+            # Distinct random rows at the old rows' scale (a mean-initialised row would make every
+            # reference look alike), and each output row the same direction as its input row.
+            with torch.no_grad():
+                emb, head = self.lm.get_input_embeddings().weight, self.lm.get_output_embeddings().weight
+                rows = torch.randn(n, emb.shape[1], dtype=emb.dtype, device=emb.device)
+                rows /= rows.norm(dim=-1, keepdim=True)
+                emb[-n:] = rows * emb[:-n].norm(dim=-1).mean()
+                head[-n:] = rows * head[:-n].norm(dim=-1).mean()
 
     @property
     def device(self) -> torch.device:
@@ -158,10 +183,14 @@ class PalmE(nn.Module):
         if missing:
             raise ObservationError(f"observation has no frame from camera(s) {missing}; it has {sorted(obs.frames)}")
         history = STEP_SEPARATOR.join(obs.history) if obs.history else "nothing"
+        listing = ", ".join(obs.detections)
+        if self.config.object_refs:
+            refs = ObjectRefs.from_detections(obs.detections)
+            history, listing = refs.to_refs(history), refs.listing(obs.detections)
         segs = [TextSegment(f"Instruction: {obs.instruction}"), TextSegment("Scene:")]
         segs += [ImageSegment(np.asarray(obs.frames[c]), camera=c) for c in cams]
         if self.config.prompt_objects:
-            segs.append(TextSegment(f"Objects: {', '.join(obs.detections) if obs.detections else 'nothing'}"))
+            segs.append(TextSegment(f"Objects: {listing or 'nothing'}"))
         segs += [
             TextSegment("Robot:"),
             StateSegment(np.asarray(obs.state, dtype=np.float32)),
@@ -169,6 +198,21 @@ class PalmE(nn.Module):
             TextSegment("Plan:"),
         ]
         return MultimodalPrompt(segs, prefix_segments=2)
+
+    def object_refs(self, observation: Observation, ablate: str | None = None) -> ObjectRefs | None:
+        """The references of ``build_prompt(observation, ablate)`` (None without ``config.object_refs``)."""
+        if not self.config.object_refs:
+            return None
+        obs = observation.ablated(ablate) if ablate not in (None, "", "none") else observation
+        return ObjectRefs.from_detections(obs.detections)
+
+    def training_example(self, observation: Observation, target: str, rng) -> tuple[Observation, str]:
+        """(observation, target) as the model learns them: with object references, the object list
+        shuffled by ``rng`` (a ``random.Random``) and the target's object names replaced by references."""
+        if not self.config.object_refs:
+            return observation, target
+        obs = shuffled(observation, rng)
+        return obs, ObjectRefs.from_detections(obs.detections).to_refs(target)
 
     @staticmethod
     def plan_target(steps: Sequence[PlanStep | str]) -> str:
@@ -189,10 +233,12 @@ class PalmE(nn.Module):
     def tokenize(self, prompt: MultimodalPrompt) -> PromptTokens:
         """Token ids with placeholders, the frames and states in order, and the prefix length."""
         ids = [self.tokenizer.bos_token_id]
-        images, states = [], []
+        images, states, ref_names = [], [], []
         prefix = 1
         for i, seg in enumerate(prompt.segments):
             if isinstance(seg, TextSegment):
+                if self.config.object_refs and seg.text.startswith("Objects:"):
+                    ref_names += listed_refs(self.encode_text(seg.text), self.tokenizer.get_vocab(), len(ids))
                 ids += self.encode_text(seg.text)
             elif isinstance(seg, ImageSegment):
                 px = seg.pixels
@@ -210,15 +256,22 @@ class PalmE(nn.Module):
                 raise ObservationError(f"unknown prompt segment type {type(seg).__name__}")
             if i < prompt.prefix_segments:
                 prefix = len(ids)
-        return PromptTokens(ids, images, states, prefix)
+        return PromptTokens(ids, images, states, prefix, ref_names)
 
     def prefix_length(self, prompt: MultimodalPrompt) -> int:
         """Number of leading positions that depend only on the instruction (``<bos>`` included)."""
         return self.tokenize(prompt).prefix_length
 
     # ------------------------------------------------------------------ embedding
-    def _assemble(self, token_lists: list[list[int]], images: list[np.ndarray], states: list[np.ndarray]):
-        """Left-pad ids, embed them and write encoder outputs over the placeholders."""
+    def _assemble(
+        self, token_lists: list[list[int]], images: list[np.ndarray], states: list[np.ndarray],
+        ref_names: Sequence[list[tuple[int, list[int]]]] = (),
+    ):
+        """Left-pad ids, embed them and write encoder outputs over the placeholders.
+
+        A reference token of the object list also gets its name's token embeddings added, so it
+        carries what it stands for from the first layer on (``ref_names``, per sequence).
+        """
         dev = self.device
         T = max(len(t) for t in token_lists)
         pad = self.tokenizer.pad_token_id
@@ -228,7 +281,20 @@ class PalmE(nn.Module):
             ids[b, T - len(t):] = torch.tensor(t, dtype=torch.long)
             mask[b, T - len(t):] = 1
         ids, mask = ids.to(dev), mask.to(dev)
-        embeds = self.lm.get_input_embeddings()(ids)  # (B, T, D)
+        table = self.lm.get_input_embeddings()
+        embeds = table(ids)  # (B, T, D)
+        rows, cols, names = [], [], []
+        for b, entries in enumerate(ref_names):
+            for pos, name in entries:
+                rows += [b] * len(name)
+                cols += [T - len(token_lists[b]) + pos] * len(name)
+                names += name
+        if names:
+            extra = torch.zeros_like(embeds).index_put(
+                (torch.tensor(rows, device=dev), torch.tensor(cols, device=dev)),
+                table(torch.tensor(names, device=dev)), accumulate=True,
+            )  # (B, T, D): the name's embeddings summed at its reference's position
+            embeds = embeds + extra
         if images:
             px = frames_to_tensor(images, self.config.vision.image_size, dev)  # (N, 3, S, S)
             img = self.vision_proj(self.vision(px))  # (N, P, D)
@@ -245,7 +311,8 @@ class PalmE(nn.Module):
         """Prompts -> (inputs_embeds (B, T, D), attention_mask (B, T) long), left-padded."""
         toks = [self.tokenize(p) for p in prompts]
         _, embeds, mask = self._assemble(
-            [t.ids for t in toks], [i for t in toks for i in t.images], [s for t in toks for s in t.states]
+            [t.ids for t in toks], [i for t in toks for i in t.images], [s for t in toks for s in t.states],
+            [t.ref_names for t in toks],
         )
         return embeds, mask
 
@@ -256,12 +323,15 @@ class PalmE(nn.Module):
     # ------------------------------------------------------------------ training forward
     def forward(
         self, prompts: Sequence[MultimodalPrompt], targets: Sequence[str] | None = None,
-        input_targets: Sequence[str] | None = None,
+        input_targets: Sequence[str] | None = None, ref_attention: float = 0.0,
     ) -> PalmEOutput:
         """Logits for prompts (+ targets); with targets, the loss on the target tokens (and EOS) only.
 
         ``input_targets`` (training noise): what the model reads in place of each target while
         the labels stay ``targets``; used only where it has the same number of tokens.
+        ``ref_attention`` (object references): weight of a loss that teaches the last layer's
+        first head to attend, where the next target token is a reference, to that reference in
+        the object list (``embodied.model.refs.pointer_attention_loss``).
         """
         toks = [self.tokenize(p) for p in prompts]
         seqs, label_lists = [], []
@@ -274,13 +344,32 @@ class PalmE(nn.Module):
             seqs.append(t.ids + seen)
             label_lists.append([IGNORE] * len(t.ids) + tgt)
         ids, embeds, mask = self._assemble(
-            seqs, [i for t in toks for i in t.images], [s for t in toks for s in t.states]
+            seqs, [i for t in toks for i in t.images], [s for t in toks for s in t.states], [t.ref_names for t in toks]
         )
-        out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=self.position_ids(mask), use_cache=False)
+        T = ids.shape[1]
+        pointers = []  # (row, query position, key position) in padded coordinates
+        if ref_attention > 0 and targets is not None:
+            for b, t in enumerate(toks):
+                off = T - len(seqs[b])
+                listed = {t.ids[p]: p for p, _ in t.ref_names}
+                for j, tid in enumerate(label_lists[b][len(t.ids):]):
+                    if tid in listed:
+                        pointers.append((b, off + len(t.ids) + j - 1, off + listed[tid]))
+        captured: dict = {}
+        hook = None
+        if pointers:
+            def grab(module, args, kwargs):
+                captured.update(kwargs)
+
+            hook = self.lm.model.layers[-1].self_attn.register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            out = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=self.position_ids(mask), use_cache=False)
+        finally:
+            if hook is not None:
+                hook.remove()
         logits = out.logits  # (B, T, V)
         if targets is None:
             return PalmEOutput(logits=logits, attention_mask=mask)
-        T = ids.shape[1]
         labels = torch.full_like(ids, IGNORE)
         for b, lab in enumerate(label_lists):
             labels[b, T - len(lab):] = torch.tensor(lab, dtype=torch.long, device=ids.device)
@@ -288,6 +377,8 @@ class PalmE(nn.Module):
         shift_labels = labels[:, 1:]  # (B, T-1)
         n = int((shift_labels != IGNORE).sum())
         loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1), ignore_index=IGNORE)
+        if pointers:
+            loss = loss + ref_attention * pointer_attention_loss(self.lm.model.layers[-1].self_attn, captured, mask, pointers)
         return PalmEOutput(logits=logits, attention_mask=mask, loss=loss, labels=labels, target_tokens=n)
 
     # ------------------------------------------------------------------ persistence
