@@ -51,8 +51,8 @@ class ModelConfig:
     # Write the robot's perception (Observation.detections: the objects and containers it sees) into the
     # prompt after the frames. Off for checkpoints saved before this option existed.
     prompt_objects: bool = False
-    # Plans name objects by reference tokens into the prompt's object list (``<o2>``), not by their
-    # names (``embodied.model.refs``); needs prompt_objects.
+    # Plans name an object by a reference token into the prompt's object list, then its name
+    # (``<o2> purple triangle``; ``embodied.model.refs``); needs prompt_objects.
     object_refs: bool = False
 
     def to_dict(self) -> dict[str, Any]:
