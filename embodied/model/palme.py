@@ -124,6 +124,7 @@ class PalmE(nn.Module):
         self.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE)
         self.state_token_id = tokenizer.convert_tokens_to_ids(STATE)
         self._text_cache: dict[str, list[int]] = {}
+        self._vocab_cache: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -199,12 +200,17 @@ class PalmE(nn.Module):
         ]
         return MultimodalPrompt(segs, prefix_segments=2)
 
-    def object_refs(self, observation: Observation, ablate: str | None = None) -> ObjectRefs | None:
-        """The references of ``build_prompt(observation, ablate)`` (None without ``config.object_refs``)."""
+    def object_refs(self, observation: Observation) -> ObjectRefs | None:
+        """The references of ``build_prompt(observation)`` (None without ``config.object_refs``)."""
         if not self.config.object_refs:
             return None
-        obs = observation.ablated(ablate) if ablate not in (None, "", "none") else observation
-        return ObjectRefs.from_detections(obs.detections)
+        return ObjectRefs.from_detections(observation.detections)
+
+    def _vocab(self) -> dict[str, int]:
+        """The tokenizer's vocabulary, rebuilt only when tokens were added."""
+        if self._vocab_cache is None or len(self._vocab_cache) != len(self.tokenizer):
+            self._vocab_cache = self.tokenizer.get_vocab()
+        return self._vocab_cache
 
     def training_example(self, observation: Observation, target: str, rng) -> tuple[Observation, str]:
         """(observation, target) as the model learns them: with object references, the object list
@@ -237,9 +243,10 @@ class PalmE(nn.Module):
         prefix = 1
         for i, seg in enumerate(prompt.segments):
             if isinstance(seg, TextSegment):
+                seg_ids = self.encode_text(seg.text)
                 if self.config.object_refs and seg.text.startswith("Objects:"):
-                    ref_names += listed_refs(self.encode_text(seg.text), self.tokenizer.get_vocab(), len(ids))
-                ids += self.encode_text(seg.text)
+                    ref_names += listed_refs(seg_ids, self._vocab(), len(ids))
+                ids += seg_ids
             elif isinstance(seg, ImageSegment):
                 px = seg.pixels
                 if not isinstance(px, np.ndarray) or px.dtype != np.uint8 or px.ndim != 3 or px.shape[2] != 3:
