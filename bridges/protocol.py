@@ -149,7 +149,7 @@ def observation_message(
         "type": "observation", "robot": robot, "seq": seq, "arrays": specs,
         "obs": {
             "instruction": obs.instruction, "history": list(obs.history), "detections": list(obs.detections),
-            "timestamp": float(obs.timestamp), "seq": int(obs.seq), "privileged": obs.privileged,
+            "relations": dict(obs.relations), "timestamp": float(obs.timestamp), "seq": int(obs.seq), "privileged": obs.privileged,
         },
     }
     if deadline_ms is not None:
@@ -167,6 +167,10 @@ def decode_observation(header: dict, blobs: list) -> Observation:
         raise ProtocolError(f"observation 'instruction' must be text of at most {_MAX_TEXT} characters", code="bad_observation")
     history = _text_list(meta.get("history", []), "history")
     detections = _text_list(meta.get("detections", []), "detections")
+    relations = meta.get("relations", {})
+    if (type(relations) is not dict or len(relations) > len(detections)
+            or not all(type(k) is str and type(v) is str and k in detections and len(v) <= _MAX_TEXT for k, v in relations.items())):
+        raise ProtocolError("observation 'relations' must map detected object names to text", code="bad_observation")
     timestamp, oseq = meta.get("timestamp"), meta.get("seq", 0)
     if not _is_num(timestamp) or type(oseq) is not int:
         raise ProtocolError("observation 'timestamp' must be seconds and 'seq' an integer", code="bad_observation")
@@ -193,7 +197,7 @@ def decode_observation(header: dict, blobs: list) -> Observation:
         raise ProtocolError("observation has no camera frame", code="bad_observation")
     if not np.isfinite(state).all():
         raise ProtocolError("observation.state contains NaN or inf", code="bad_observation")
-    return Observation(frames, state, instruction, history, depth, detections, float(timestamp), oseq, privileged)
+    return Observation(frames, state, instruction, history, depth, detections, float(timestamp), oseq, privileged, relations)
 
 
 # ---------------------------------------------------------------- replies

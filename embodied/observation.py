@@ -9,7 +9,10 @@ State vector layout (float32, ``STATE_SIZE`` = 15)::
 
 ``detections`` is what the robot's perception reports as present (object and container
 names, from the camera's segmentation in simulation). Planners may use it to narrow their
-choices; ``ablate=frames`` clears it together with the frames.
+choices; ``ablate=frames`` clears it together with the frames. ``relations`` is the scene
+graph of a richer perception: for detected objects, where each one is (``"on table"``,
+``"on blue cube"``, ``"in red bin"``, ``"in gripper"``); simulation computes it from the
+object poses, a real robot from its detector and depth. Empty when perception gives none.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class Observation:
     # Simulator-only ground truth (task goal, object poses) for the scripted oracle; JSON-able.
     # Learned planners must never read it.
     privileged: dict | None = None
+    # Perception scene graph: detected object -> "on table" | "on <object>" | "in <container>" | "in gripper".
+    relations: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> "Observation":
         """Raise ``ObservationError`` naming the first field that is wrong."""
@@ -61,6 +66,11 @@ class Observation:
             raise ObservationError("observation.instruction must be text")
         if not all(isinstance(h, str) for h in self.history):
             raise ObservationError("observation.history must be a list of step texts")
+        if not isinstance(self.relations, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in self.relations.items()):
+            raise ObservationError("observation.relations must map detected object names to text such as 'on table'")
+        stray = [k for k in self.relations if k not in self.detections]
+        if stray:
+            raise ObservationError(f"observation.relations names {stray[0]!r}, which is not in observation.detections")
         return self
 
     def ablated(self, what: str) -> "Observation":
@@ -71,10 +81,11 @@ class Observation:
                 frames={k: np.zeros_like(v) for k, v in self.frames.items()},
                 depth={k: np.zeros_like(v) for k, v in self.depth.items()},
                 detections=[],
+                relations={},
                 privileged=None,
             )
         if what == "objects":
-            return replace(self, detections=[], privileged=None)
+            return replace(self, detections=[], relations={}, privileged=None)
         if what == "state":
             return replace(self, state=np.zeros_like(self.state), privileged=None)
         if what in ("", "none", None):

@@ -291,10 +291,12 @@ def train(cfg: TrainConfig) -> dict:
     if dist.main and not resumed:
         torch.manual_seed(cfg.seed)
         if cfg.init:
-            start = PalmE.load(cfg.init)  # its own config and tokenizer; of cfg.model only prompt_objects and object_refs apply
+            start = PalmE.load(cfg.init)  # its own config and tokenizer; of cfg.model only prompt_objects, prompt_relations, object_refs apply
             start.config.prompt_objects = start.config.prompt_objects or cfg.model.prompt_objects
+            start.config.prompt_relations = start.config.prompt_relations or cfg.model.prompt_relations
             if cfg.model.object_refs:
                 start.enable_object_refs()
+            start.config.check()
             start.save(out)
         else:
             PalmE.create(cfg.model, train_ds.texts()).save(out)

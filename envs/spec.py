@@ -209,6 +209,20 @@ class WorldState:
         return WorldState(self.scene, {k: np.array(v, dtype=float) for k, v in self.positions.items()},
                           dict(self.yaws), self.held)
 
+    def relation(self, name: str) -> str:
+        """Where ``name`` is, as a scene-graph perception reports it: ``"in gripper"``,
+        ``"in <container>"``, ``"on <object>"``, ``"on table"``, or ``""`` (none of these, e.g.
+        tipped against another object)."""
+        if self.held == name:
+            return "in gripper"
+        container = self.container_of(name)
+        if container:
+            return f"in {container}"
+        below = self.supporting(name)
+        if below:
+            return f"on {below}"
+        return "on table" if self.on_table(name) else ""
+
     def container_of(self, name: str) -> str | None:
         """The container ``name`` is in, if any."""
         return next((c.name for c in self.scene.containers if self.is_in(name, c.name)), None)

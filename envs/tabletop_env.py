@@ -171,11 +171,23 @@ class TabletopEnv(gym.Env):
             history=list(self.history),
             depth=depth,
             detections=list(f["detections"]),
+            relations=self._relations(f["detections"]),
             seq=self._seq,
             privileged=make_privileged(self.episode, self.sim.world_state()) if self.privileged else None,
         )
 
     # --- internals ------------------------------------------------------------------------
+    def _relations(self, detections) -> dict[str, str]:
+        """Scene graph of the detected objects (containers have none), from the simulator's poses."""
+        world = self.sim.world_state()
+        out = {}
+        for name in detections:
+            if name in world.positions:
+                rel = world.relation(name)
+                if rel:
+                    out[name] = rel
+        return out
+
     def _state(self) -> np.ndarray:
         st = self.sim.arm.state()
         v = np.concatenate([

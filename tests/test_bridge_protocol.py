@@ -21,6 +21,8 @@ def _bytes(frames):
 
 def test_observation_round_trip_is_exact():
     obs = observation(3, size=48, depth=True, privileged={"goal": {"a": [1, 2.5]}, "family": "stack"})
+    obs.detections = ["red cube", "blue cube", "red bin"]
+    obs.relations = {"red cube": "on blue cube", "blue cube": "on table"}
     header, blobs = unpack(_bytes(observation_message(obs, "r1", 7, deadline_ms=250)))
     assert header["v"] == PROTOCOL_VERSION and header["type"] == "observation"
     assert header["robot"] == "r1" and header["seq"] == 7 and header["deadline_ms"] == 250
@@ -32,6 +34,7 @@ def test_observation_round_trip_is_exact():
     np.testing.assert_array_equal(got.state, obs.state)
     assert (got.instruction, got.history, got.detections) == (obs.instruction, obs.history, obs.detections)
     assert (got.timestamp, got.seq, got.privileged) == (obs.timestamp, obs.seq, obs.privileged)
+    assert got.relations == obs.relations
 
 
 def test_jpeg_frames_round_trip_close_and_smaller():
@@ -109,7 +112,8 @@ def test_remembered_specs_do_not_let_a_changed_spec_through():
 
 def test_bad_observation_fields_get_named_errors():
     header, blobs = unpack(_bytes(observation_message(observation(0), "r", 1)))
-    for field, value in [("instruction", 5), ("history", "not a list"), ("timestamp", "now"), ("privileged", [1])]:
+    for field, value in [("instruction", 5), ("history", "not a list"), ("timestamp", "now"), ("privileged", [1]),
+                         ("relations", ["on table"]), ("relations", {"ghost cube": "on table"}), ("relations", {"red cube": 1})]:
         h = {**header, "obs": {**header["obs"], field: value}}
         with pytest.raises(ProtocolError) as e:
             decode_observation(h, blobs)

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from embodied.cli import compose, validated
-from embodied.data.dataset import COLUMNS, DatasetError, PlanDataset, decode_image, encode_png
+from embodied.data.dataset import COLUMNS, OPTIONAL_COLUMNS, DatasetError, PlanDataset, decode_image, encode_png
 from embodied.data.synthetic import write_synthetic
 from embodied.errors import ConfigError
 from embodied.plan import parse_plan
@@ -51,7 +51,7 @@ def test_datagen_writes_readable_shards_and_resumes(tmp_path):
     shards = sorted(tmp_path.glob("*.parquet"))
     assert len(shards) == 2
     table = pq.read_table(shards[0])
-    assert tuple(table.column_names) == COLUMNS
+    assert tuple(table.column_names) == COLUMNS + OPTIONAL_COLUMNS
     rows = table.to_pylist()
     assert rows[0]["step"] == 0 and rows[0]["history"] == [] and rows[0]["task"] == "put_in_container"
     for r in rows:
@@ -59,6 +59,13 @@ def test_datagen_writes_readable_shards_and_resumes(tmp_path):
         assert steps[-1].is_done
         img = decode_image(r["frames"][0])
         assert img.shape == (128, 128, 3) and r["cameras"] == ["front"] and len(r["state"]) == 15
+        # the scene graph: one entry per detection; objects placed somewhere, containers nowhere
+        assert len(r["relations"]) == len(r["detections"])
+        for name, rel in zip(r["detections"], r["relations"]):
+            if name == "tray" or name.endswith(" bin"):
+                assert rel == ""
+            else:
+                assert rel == "on table" or rel.startswith(("on ", "in ")), (name, rel)
     ds = PlanDataset(tmp_path, "all")
     assert len(ds) == summary["rows"]
     again = generate(cfg)  # resumable: finished shards are skipped
@@ -97,3 +104,14 @@ def test_datagen_all_families_two_workers(tmp_path):
     assert summary["shards_written"] == 10 and summary["oracle_success_rate"] >= 0.8
     ds = PlanDataset(tmp_path, "all")
     assert {ds[i].task for i in range(len(ds))} == {p.name.split("-")[0] for p in tmp_path.glob("*.parquet")}
+
+
+def test_shards_without_relations_read_as_no_relations(tmp_path):
+    """Shards written before the relations column existed still load."""
+    write_synthetic(tmp_path, 4)
+    for p in tmp_path.glob("*.parquet"):
+        t = pq.read_table(p)
+        pq.write_table(t.drop_columns(["relations"]) if "relations" in t.column_names else t, p)
+        assert "relations" not in pq.read_table(p).column_names
+    ds = PlanDataset(tmp_path, "all")
+    assert len(ds) == 4 and all(ds[i].observation.relations == {} for i in range(4))

@@ -166,3 +166,32 @@ def test_instruction_space_covers_every_task_instruction():
                 for seed in range(8):
                     text = task.sample(seed, level, split).instruction
                     assert set(text) <= allowed and len(text) <= MAX_INSTRUCTION, (task.family, level, text)
+
+
+def test_observation_relations_are_the_scene_graph():
+    """Stacked blocks are 'on' the block below; moved into a bin, an object is 'in' it."""
+    e = gym.make("embodied/Unstack-v0")
+    try:
+        e.reset(seed=3)
+        u = e.unwrapped
+        obs = u.observation()
+        placed_on = {n: pl.on for n, pl in u.episode.scene.placements.items() if pl.on}
+        assert placed_on, "unstack scenes start with a stack"
+        assert set(obs.relations) <= set(obs.detections)
+        for top, below in placed_on.items():
+            if top in obs.detections:
+                assert obs.relations[top] == f"on {below}"
+        singles = [n for n in obs.relations if n not in placed_on]
+        assert singles and all(obs.relations[n] == "on table" for n in singles)
+    finally:
+        e.close()
+    e = gym.make("embodied/PutInContainer-v0")
+    try:
+        e.reset(seed=1)
+        u = e.unwrapped
+        step = u.task.oracle_plan(u.episode, u.world_state())[0]
+        e.step(step.text)
+        obj, container = step.text.removeprefix("put ").split(" in ")
+        assert u.observation().relations[obj] == f"in {container}"
+    finally:
+        e.close()

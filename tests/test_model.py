@@ -205,3 +205,21 @@ def test_prompt_objects_lists_perception_and_frames_ablation_clears_it():
     old = m.config.to_dict()
     del old["prompt_objects"]
     assert not ModelConfig.from_dict(old).prompt_objects
+
+
+def test_prompt_relations_follow_each_listed_object():
+    import dataclasses
+
+    torch.manual_seed(0)
+    m = PalmE.create(dataclasses.replace(tiny_config(), prompt_objects=True, prompt_relations=True), CORPUS).eval()
+    o = obs()
+    o.detections = ["blue cube", "red bin", "red cube"]
+    o.relations = {"red cube": "on blue cube", "blue cube": "on table"}
+    texts = [s.text for s in m.build_prompt(o).segments if isinstance(s, TextSegment)]
+    assert texts[2] == "Objects: blue cube on table, red bin, red cube on blue cube"
+    assert [s.text for s in m.build_prompt(o, ablate="objects").segments if isinstance(s, TextSegment)][2] == "Objects: nothing"
+    assert ModelConfig.from_dict(m.config.to_dict()).prompt_relations
+    with pytest.raises(ConfigError, match="needs prompt_objects"):
+        dataclasses.replace(tiny_config(), prompt_relations=True).check()
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        dataclasses.replace(tiny_config(), prompt_objects=True, prompt_relations=True, object_refs=True).check()

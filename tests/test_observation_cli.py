@@ -17,6 +17,7 @@ def make_obs(**kw):
         instruction="put the red cube in the tray",
         history=["put red cube in tray"],
         detections=["red cube", "tray"],
+        relations={"red cube": "on table"},
         privileged={"family": "put_in_container"},
     )
     base.update(kw)
@@ -36,6 +37,9 @@ def test_valid_observation_passes():
         ({"state": np.zeros(3, np.float32)}, "size 15"),
         ({"state": np.full(STATE_SIZE, np.nan, np.float32)}, "NaN"),
         ({"instruction": 5}, "text"),
+        ({"relations": {"blue cube": "on table"}}, "not in observation.detections"),
+        ({"relations": [("red cube", "on table")]}, "must map detected object names"),
+        ({"relations": {"red cube": 3}}, "must map detected object names"),
     ],
 )
 def test_bad_observations_get_named_errors(kw, match):
@@ -45,13 +49,13 @@ def test_bad_observations_get_named_errors(kw, match):
 
 def test_ablate_frames_blanks_frames_and_perception():
     o = make_obs().ablated("frames")
-    assert not o.frames["front"].any() and o.detections == [] and o.privileged is None
+    assert not o.frames["front"].any() and o.detections == [] and o.relations == {} and o.privileged is None
     assert o.state[3] == 3.0 and o.instruction.startswith("put")
 
 
 def test_ablate_objects_clears_perception_only():
     o = make_obs().ablated("objects")
-    assert o.detections == [] and o.privileged is None
+    assert o.detections == [] and o.relations == {} and o.privileged is None
     assert o.frames["front"].all() and o.state[3] == 3.0
 
 

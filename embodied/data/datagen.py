@@ -80,6 +80,7 @@ def _row(obs, unit: _Unit, seed: int, step_index: int, target: str, perturbation
         "cameras": cams, "frames": [encode_png(obs.frames[c]) for c in cams],
         "state": [float(v) for v in np.asarray(obs.state, dtype=np.float32)],
         "detections": list(obs.detections), "perturbation": perturbation,
+        "relations": [obs.relations.get(d, "") for d in obs.detections],
     }
 
 

@@ -3,7 +3,9 @@
 One row = one re-planning point of an oracle episode. Columns (``COLUMNS``):
 ``task, level, seed, episode, step, instruction, history (list<str>), target (plan text),
 cameras (list<str>), frames (list<binary> PNG, one per camera), state (list<float32>),
-detections (list<str>), perturbation (str, "" when nominal)``.
+detections (list<str>), perturbation (str, "" when nominal)``, and optionally
+``relations`` (list<str> aligned with ``detections``: "on table", "in red bin", ..., "" for
+none; shards written before it existed read as no relations).
 
 The validation split holds out whole episodes (a hash of task and seed), so no frame of a
 validation episode is seen in training.
@@ -24,6 +26,7 @@ COLUMNS: tuple[str, ...] = (
     "task", "level", "seed", "episode", "step", "instruction", "history", "target",
     "cameras", "frames", "state", "detections", "perturbation",
 )
+OPTIONAL_COLUMNS: tuple[str, ...] = ("relations",)
 
 
 class DatasetError(EmbodiedError, ValueError):
@@ -83,11 +86,16 @@ class PlanDataset:
             missing = [c for c in COLUMNS if c not in t.column_names]
             if missing:
                 raise DatasetError(f"shard {p} lacks columns {missing}; regenerate it with `embodied datagen`")
-            tables.append(t.select(list(COLUMNS)))
+            import pyarrow as pa
+
+            for c in OPTIONAL_COLUMNS:
+                if c not in t.column_names:
+                    t = t.append_column(c, pa.array([[] for _ in range(t.num_rows)], pa.list_(pa.string())))
+            tables.append(t.select(list(COLUMNS + OPTIONAL_COLUMNS)))
         import pyarrow as pa
 
         table = pa.concat_tables(tables)
-        cols = {c: table.column(c).to_pylist() for c in COLUMNS if c != "frames"}
+        cols = {c: table.column(c).to_pylist() for c in COLUMNS + OPTIONAL_COLUMNS if c != "frames"}
         self._frames = table.column("frames")
         keep = [
             i for i in range(table.num_rows)
@@ -119,6 +127,7 @@ class PlanDataset:
             instruction=c["instruction"][i],
             history=list(c["history"][i]),
             detections=list(c["detections"][i]),
+            relations={d: r for d, r in zip(c["detections"][i], c["relations"][i] or []) if r},
             seq=int(c["step"][i]),
         )
         return Example(observation=obs, target=c["target"][i], task=c["task"][i])
@@ -135,6 +144,7 @@ def shard_schema():
         ("step", pa.int32()), ("instruction", pa.string()), ("history", pa.list_(pa.string())),
         ("target", pa.string()), ("cameras", pa.list_(pa.string())), ("frames", pa.list_(pa.binary())),
         ("state", pa.list_(pa.float32())), ("detections", pa.list_(pa.string())), ("perturbation", pa.string()),
+        ("relations", pa.list_(pa.string())),
     ])
 
 

@@ -36,6 +36,7 @@ def synthetic_rows(n: int, image_size: int = 32, seed: int = 0) -> list[dict]:
             "cameras": ["front"], "frames": [encode_png(img)],
             "state": [float(v) for v in np.random.default_rng(k).normal(size=STATE_SIZE).astype(np.float32)],
             "detections": [f"{c} {s}" for c, s in objs], "perturbation": "",
+            "relations": ["on table" for _ in objs],
         })
     return rows
 

@@ -54,6 +54,9 @@ class ModelConfig:
     # Plans name an object by a reference token into the prompt's object list, then its name
     # (``<o2> purple triangle``; ``embodied.model.refs``); needs prompt_objects.
     object_refs: bool = False
+    # Write where each listed object is (Observation.relations, a perception scene graph) after its name:
+    # ``Objects: red cube on blue cube, blue cube on table, tray``; needs prompt_objects.
+    prompt_relations: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +86,10 @@ class ModelConfig:
             raise ConfigError("lm.hidden_size must divide by lm.heads, and lm.heads by lm.kv_heads")
         if self.object_refs and not self.prompt_objects:
             raise ConfigError("object_refs needs prompt_objects: the references point into the prompt's object list")
+        if self.prompt_relations and not self.prompt_objects:
+            raise ConfigError("prompt_relations needs prompt_objects: the relations follow the names in the prompt's object list")
+        if self.prompt_relations and self.object_refs:
+            raise ConfigError("prompt_relations and object_refs cannot be combined yet; switch one of them off")
         if self.state_tokens < 1:
             raise ConfigError("state_tokens must be >= 1")
         return self

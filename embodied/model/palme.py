@@ -175,8 +175,9 @@ class PalmE(nn.Module):
     def build_prompt(self, observation: Observation, ablate: str | None = None) -> MultimodalPrompt:
         """``Instruction: <text> Scene: <img>... [Objects: <detections>] Robot: <state> Done so far: <history> Plan:``.
 
-        ``Objects:`` (with ``config.prompt_objects``) lists what the robot's perception reports;
-        ``ablate=frames`` clears it together with the frames.
+        ``Objects:`` (with ``config.prompt_objects``) lists what the robot's perception reports,
+        each object followed by where it is with ``config.prompt_relations``
+        (``red cube on blue cube``); ``ablate=frames`` clears it together with the frames.
         """
         obs = observation.ablated(ablate) if ablate not in (None, "", "none") else observation
         cams = list(self.config.cameras) or sorted(obs.frames)
@@ -184,7 +185,10 @@ class PalmE(nn.Module):
         if missing:
             raise ObservationError(f"observation has no frame from camera(s) {missing}; it has {sorted(obs.frames)}")
         history = STEP_SEPARATOR.join(obs.history) if obs.history else "nothing"
-        listing = ", ".join(obs.detections)
+        if self.config.prompt_relations:
+            listing = ", ".join(f"{d} {obs.relations[d]}" if obs.relations.get(d) else d for d in obs.detections)
+        else:
+            listing = ", ".join(obs.detections)
         if self.config.object_refs:
             refs = ObjectRefs.from_detections(obs.detections)
             history, listing = refs.to_refs(history), refs.listing(obs.detections)
