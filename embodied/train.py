@@ -65,6 +65,10 @@ class TrainConfig:
     # colour with this probability, so the next word (the shape) is read from the instruction and the
     # scene rather than from colour-shape bigrams of the training plans.
     target_colour_noise: float = 0.0
+    # With this probability per example, rename its colour words (and, independently, its shape words)
+    # to made-up words, consistently in the instruction, object list, relations, history and target, so
+    # a plan's names are copied from the object list rather than recalled from colour-shape bigrams.
+    rename_attributes: float = 0.0
     # Object references (model.object_refs): weight of the loss that teaches one attention head to point
     # at the reference the next token names (``PalmE.pointer_attention_loss``); 0 = off.
     ref_attention_loss: float = 0.0
@@ -209,6 +213,39 @@ def _swap_colours(text: str, p: float, rng: random.Random) -> str:
     return " ".join(words)
 
 
+def _rename_attributes(obs, target: str, p: float, rng: random.Random):
+    """``(obs, target)`` with, with probability ``p`` each, the colour words and the shape words renamed
+    to made-up words (one per word, the same everywhere in the example); the inputs are not modified."""
+    import re
+    from dataclasses import replace
+
+    from embodied.vocab import COLOURS, SHAPES
+
+    mapping: dict[str, str] = {}
+    taken = set(_grammar_words())
+    for group in (COLOURS, SHAPES):
+        if rng.random() >= p:
+            continue
+        for word in group:
+            new = ""
+            while not new or new in taken:
+                new = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 7)))
+            taken.add(new)
+            mapping[word] = new
+    if not mapping:
+        return obs, target
+    pattern = re.compile(r"\b(" + "|".join(mapping) + r")\b")
+
+    def sub(text: str) -> str:
+        return pattern.sub(lambda m: mapping[m.group(1)], text)
+
+    renamed = replace(
+        obs, instruction=sub(obs.instruction), history=[sub(h) for h in obs.history],
+        detections=[sub(d) for d in obs.detections], relations={sub(k): sub(v) for k, v in obs.relations.items()},
+    )
+    return renamed, sub(target)
+
+
 @dataclass
 class _Eval:
     loss: float
@@ -255,7 +292,7 @@ def train(cfg: TrainConfig) -> dict:
     from embodied.data.dataset import PlanDataset
     from embodied.model.palme import PalmE
 
-    for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise"):
+    for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise", "rename_attributes"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(cfg, name)!r}")
     if cfg.threads:
@@ -370,6 +407,9 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.instruction_word_noise > 0:
                 for e in exs:
                     e.observation.instruction = _noise_words(e.observation.instruction, cfg.instruction_word_noise, rng)
+            if cfg.rename_attributes > 0:
+                for e in exs:
+                    e.observation, e.target = _rename_attributes(e.observation, e.target, cfg.rename_attributes, rng)
             pairs = [model.training_example(e.observation, e.target, rng) for e in exs]
             targets = [t for _, t in pairs]
             noisy = [_swap_colours(t, cfg.target_colour_noise, rng) for t in targets] if cfg.target_colour_noise > 0 else None
