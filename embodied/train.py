@@ -69,6 +69,9 @@ class TrainConfig:
     # to made-up words, consistently in the instruction, object list, relations, history and target, so
     # a plan's names are copied from the object list rather than recalled from colour-shape bigrams.
     rename_attributes: float = 0.0
+    # Blank the camera frames of an example with this probability (the object list and relations stay),
+    # so the model learns to read the perception list instead of leaning on the frames alone.
+    frame_dropout: float = 0.0
     # Object references (model.object_refs): weight of the loss that teaches one attention head to point
     # at the reference the next token names (``PalmE.pointer_attention_loss``); 0 = off.
     ref_attention_loss: float = 0.0
@@ -213,6 +216,16 @@ def _swap_colours(text: str, p: float, rng: random.Random) -> str:
     return " ".join(words)
 
 
+def _blank_frames(obs):
+    """``obs`` with every camera frame (and depth map) zeroed; the perception list and relations kept."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    return replace(obs, frames={k: np.zeros_like(v) for k, v in obs.frames.items()},
+                   depth={k: np.zeros_like(v) for k, v in obs.depth.items()})
+
+
 def _rename_attributes(obs, target: str, p: float, rng: random.Random):
     """``(obs, target)`` with, with probability ``p`` each, the colour words and the shape words renamed
     to made-up words (one per word, the same everywhere in the example); the inputs are not modified."""
@@ -292,7 +305,8 @@ def train(cfg: TrainConfig) -> dict:
     from embodied.data.dataset import PlanDataset
     from embodied.model.palme import PalmE
 
-    for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise", "rename_attributes"):
+    for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise", "rename_attributes",
+                 "frame_dropout"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(cfg, name)!r}")
     if cfg.threads:
@@ -407,6 +421,10 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.instruction_word_noise > 0:
                 for e in exs:
                     e.observation.instruction = _noise_words(e.observation.instruction, cfg.instruction_word_noise, rng)
+            if cfg.frame_dropout > 0:
+                for e in exs:
+                    if rng.random() < cfg.frame_dropout:
+                        e.observation = _blank_frames(e.observation)
             if cfg.rename_attributes > 0:
                 for e in exs:
                     e.observation, e.target = _rename_attributes(e.observation, e.target, cfg.rename_attributes, rng)

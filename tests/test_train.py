@@ -133,6 +133,21 @@ def test_rename_attributes_renames_consistently_everywhere():
     assert _rename_attributes(obs, target, 0.0, random.Random(0)) == (obs, target)
 
 
+def test_blank_frames_keeps_the_perception_list():
+    import numpy as np
+
+    from embodied.observation import Observation
+    from embodied.train import _blank_frames
+
+    obs = Observation({"front": np.full((8, 8, 3), 9, np.uint8)}, np.ones(15, np.float32), "unstack all the blocks",
+                      depth={"front": np.ones((8, 8), np.float32)}, detections=["red cube", "blue cube"],
+                      relations={"red cube": "on blue cube"})
+    blank = _blank_frames(obs)
+    assert not blank.frames["front"].any() and not blank.depth["front"].any()
+    assert blank.detections == obs.detections and blank.relations == obs.relations and blank.state.all()
+    assert obs.frames["front"].all()  # the input is untouched
+
+
 def test_init_fine_tunes_from_a_model_directory(data, tmp_path):
     import torch
 
