@@ -65,10 +65,6 @@ class TrainConfig:
     # colour with this probability, so the next word (the shape) is read from the instruction and the
     # scene rather than from colour-shape bigrams of the training plans.
     target_colour_noise: float = 0.0
-    # With this probability per example, rename its colour words (and, independently, its shape words)
-    # to made-up words, consistently in the instruction, object list, relations, history and target, so
-    # a plan's names are copied from the object list rather than recalled from colour-shape bigrams.
-    rename_attributes: float = 0.0
     # Blank the camera frames of an example with this probability (the object list and relations stay),
     # so the model learns to read the perception list instead of leaning on the frames alone.
     frame_dropout: float = 0.0
@@ -226,39 +222,6 @@ def _blank_frames(obs):
                    depth={k: np.zeros_like(v) for k, v in obs.depth.items()})
 
 
-def _rename_attributes(obs, target: str, p: float, rng: random.Random):
-    """``(obs, target)`` with, with probability ``p`` each, the colour words and the shape words renamed
-    to made-up words (one per word, the same everywhere in the example); the inputs are not modified."""
-    import re
-    from dataclasses import replace
-
-    from embodied.vocab import COLOURS, SHAPES
-
-    mapping: dict[str, str] = {}
-    taken = set(_grammar_words())
-    for group in (COLOURS, SHAPES):
-        if rng.random() >= p:
-            continue
-        for word in group:
-            new = ""
-            while not new or new in taken:
-                new = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 7)))
-            taken.add(new)
-            mapping[word] = new
-    if not mapping:
-        return obs, target
-    pattern = re.compile(r"\b(" + "|".join(mapping) + r")\b")
-
-    def sub(text: str) -> str:
-        return pattern.sub(lambda m: mapping[m.group(1)], text)
-
-    renamed = replace(
-        obs, instruction=sub(obs.instruction), history=[sub(h) for h in obs.history],
-        detections=[sub(d) for d in obs.detections], relations={sub(k): sub(v) for k, v in obs.relations.items()},
-    )
-    return renamed, sub(target)
-
-
 @dataclass
 class _Eval:
     loss: float
@@ -305,8 +268,7 @@ def train(cfg: TrainConfig) -> dict:
     from embodied.data.dataset import PlanDataset
     from embodied.model.palme import PalmE
 
-    for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise", "rename_attributes",
-                 "frame_dropout"):
+    for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise", "frame_dropout"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(cfg, name)!r}")
     if cfg.threads:
@@ -425,9 +387,6 @@ def train(cfg: TrainConfig) -> dict:
                 for e in exs:
                     if rng.random() < cfg.frame_dropout:
                         e.observation = _blank_frames(e.observation)
-            if cfg.rename_attributes > 0:
-                for e in exs:
-                    e.observation, e.target = _rename_attributes(e.observation, e.target, cfg.rename_attributes, rng)
             pairs = [model.training_example(e.observation, e.target, rng) for e in exs]
             targets = [t for _, t in pairs]
             noisy = [_swap_colours(t, cfg.target_colour_noise, rng) for t in targets] if cfg.target_colour_noise > 0 else None

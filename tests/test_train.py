@@ -108,31 +108,6 @@ def test_time_budget_drives_the_decay_and_word_noise_keeps_grammar_words():
     assert _noise_words(text, 0.0, rng) == text
 
 
-def test_rename_attributes_renames_consistently_everywhere():
-    import random
-
-    import numpy as np
-
-    from embodied.observation import Observation
-    from embodied.train import _rename_attributes
-
-    obs = Observation({"front": np.zeros((8, 8, 3), np.uint8)}, np.zeros(15, np.float32),
-                      "put every red object in the red bin, not the blue cube", ["put red cube in red bin"],
-                      detections=["red cube", "red bin", "blue cube", "red triangle"],
-                      relations={"red cube": "in red bin", "red triangle": "on blue cube"})
-    target = "put red triangle in red bin; done"
-    new, t = _rename_attributes(obs, target, 1.0, random.Random(0))
-    red, blue, cube, triangle = (new.detections[0].split()[0], new.detections[2].split()[0],
-                                 new.detections[0].split()[1], new.detections[3].split()[1])
-    assert len({red, blue, cube, triangle, "red", "blue", "cube", "triangle"}) == 8  # all renamed, all distinct
-    assert new.detections == [f"{red} {cube}", f"{red} bin", f"{blue} {cube}", f"{red} {triangle}"]
-    assert new.instruction == f"put every {red} object in the {red} bin, not the {blue} {cube}"
-    assert new.history == [f"put {red} {cube} in {red} bin"] and t == f"put {red} {triangle} in {red} bin; done"
-    assert new.relations == {f"{red} {cube}": f"in {red} bin", f"{red} {triangle}": f"on {blue} {cube}"}
-    assert obs.detections[0] == "red cube" and obs.relations["red cube"] == "in red bin"  # the input is untouched
-    assert _rename_attributes(obs, target, 0.0, random.Random(0)) == (obs, target)
-
-
 def test_blank_frames_keeps_the_perception_list():
     import numpy as np
 
