@@ -164,6 +164,7 @@ class TabletopEnv(gym.Env):
             depth["front"] = f["front_depth"].copy()
         if "wrist_depth" in f:
             depth["wrist"] = f["wrist_depth"].copy()
+        world = self.sim.world_state()
         return Observation(
             frames=frames,
             state=self._state(),
@@ -171,15 +172,15 @@ class TabletopEnv(gym.Env):
             history=list(self.history),
             depth=depth,
             detections=list(f["detections"]),
-            relations=self._relations(f["detections"]),
+            relations=self._relations(f["detections"], world),
             seq=self._seq,
-            privileged=make_privileged(self.episode, self.sim.world_state()) if self.privileged else None,
+            privileged=make_privileged(self.episode, world) if self.privileged else None,
         )
 
     # --- internals ------------------------------------------------------------------------
-    def _relations(self, detections) -> dict[str, str]:
+    @staticmethod
+    def _relations(detections, world) -> dict[str, str]:
         """Scene graph of the detected objects (containers have none), from the simulator's poses."""
-        world = self.sim.world_state()
         out = {}
         for name in detections:
             if name in world.positions:

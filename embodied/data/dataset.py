@@ -76,6 +76,7 @@ class PlanDataset:
     """Rows of all shards in ``directory`` for ``split`` ("train", "val" or "all")."""
 
     def __init__(self, directory: str | Path, split: str = "train", val_fraction: float = 0.05):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if split not in ("train", "val", "all"):
@@ -86,14 +87,10 @@ class PlanDataset:
             missing = [c for c in COLUMNS if c not in t.column_names]
             if missing:
                 raise DatasetError(f"shard {p} lacks columns {missing}; regenerate it with `embodied datagen`")
-            import pyarrow as pa
-
             for c in OPTIONAL_COLUMNS:
                 if c not in t.column_names:
                     t = t.append_column(c, pa.array([[] for _ in range(t.num_rows)], pa.list_(pa.string())))
             tables.append(t.select(list(COLUMNS + OPTIONAL_COLUMNS)))
-        import pyarrow as pa
-
         table = pa.concat_tables(tables)
         cols = {c: table.column(c).to_pylist() for c in COLUMNS + OPTIONAL_COLUMNS if c != "frames"}
         self._frames = table.column("frames")
