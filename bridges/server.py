@@ -40,6 +40,7 @@ DEFAULTS = {
     "model_dir": "checkpoints/default",
     "device": "cpu",
     "keep_patches": None,
+    "object_aliases": True,
     "cpu_compile": False,
     "bind": "tcp://127.0.0.1:5555",
     "max_message_bytes": MAX_MESSAGE_BYTES,

@@ -33,6 +33,7 @@ class PlannerOptions:
     use_engine: bool = True
     cpu_compile: bool = False  # planner=model on CPU: compile the engine (20-60 s once, then plans about 2x faster than eager)
     keep_patches: Optional[int] = None
+    object_aliases: bool = True  # planner=model: plan for objects it never saw under known names of their colour
     server: str = "tcp://127.0.0.1:5555"
     server_key: Optional[str] = None  # CurveZMQ: the server's public key file
     client_key: Optional[str] = None  # CurveZMQ: this robot's secret key file

@@ -31,6 +31,7 @@ def make_planner(name: str, options: Any = None) -> Planner:
             use_engine=bool(opts.get("use_engine", True)),
             keep_patches=opts.get("keep_patches"),
             cpu_compile=bool(opts.get("cpu_compile", False)),
+            object_aliases=bool(opts.get("object_aliases", True)),
             # a server interleaving N plans (concurrent_plans) batches them in one engine of N rows
             max_batch=_positive_int(next((opts[k] for k in ("max_batch", "concurrent_plans") if opts.get(k) is not None), 1),
                                     "concurrent_plans"),

@@ -309,10 +309,12 @@ def train(cfg: TrainConfig) -> dict:
             start.config.prompt_relations = start.config.prompt_relations or cfg.model.prompt_relations
             if cfg.model.object_refs:
                 start.enable_object_refs()
-            start.config.check()
-            start.save(out)
         else:
-            PalmE.create(cfg.model, train_ds.texts()).save(out)
+            start = PalmE.create(cfg.model, train_ds.texts())
+        # the names it trains on: the planner renames other objects to these (embodied.model.aliases)
+        start.config.known_objects = sorted(set(start.config.known_objects) | set(train_ds.object_names()))
+        start.config.check()
+        start.save(out)
         metrics_path.unlink(missing_ok=True)
         shutil.rmtree(best_dir, ignore_errors=True)  # a new run: an earlier run's best is not comparable
     dist.barrier()

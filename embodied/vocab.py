@@ -10,6 +10,9 @@ The split into training and held-out attributes drives the generalisation levels
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+
 # RGBA used by the simulator and the camera.
 COLOUR_RGBA: dict[str, tuple[float, float, float, float]] = {
     "red": (0.85, 0.12, 0.10, 1.0),
@@ -62,3 +65,14 @@ def object_name(colour: str, shape: str) -> str:
 
 def bin_name(colour: str) -> str:
     return f"{colour} bin"
+
+
+@lru_cache(maxsize=1)
+def object_name_pattern() -> re.Pattern:
+    """Matches a whole object name, ``<colour> <shape>``, inside text (containers do not match)."""
+    return re.compile(r"\b(?:%s) (?:%s)\b" % ("|".join(COLOURS), "|".join(SHAPES)))
+
+
+def is_object_name(name: str) -> bool:
+    """``'<colour> <shape>'`` of this vocabulary (containers are not objects)."""
+    return object_name_pattern().fullmatch(name) is not None

@@ -8,6 +8,10 @@ list and then its name (``<o2> purple triangle``); the constraint allows exactly
 references, each followed by its own name, and the reference is dropped before the step is
 parsed.
 
+Objects the checkpoint never saw in training (not in its ``known_objects``) are planned for
+under a known name of the same colour and renamed back in every step
+(``embodied.model.aliases``); ``object_aliases=False`` switches that off.
+
 ``use_engine=False`` decodes with the ``transformers`` model itself (same constraint, one
 forward per token): the reference path, used by tests and as a fallback.
 """
@@ -20,6 +24,7 @@ import torch
 
 from embodied.constrained import build_constraint, constraint_for_detections, scene_vocabulary
 from embodied.errors import EngineError
+from embodied.model.aliases import ObjectAliases
 from embodied.observation import Observation
 from embodied.plan import PlanStep, parse_step, validate_step
 
@@ -51,6 +56,7 @@ class ModelPlanner:
         engine_config=None,
         max_batch: int = 1,
         cpu_compile: bool = False,
+        object_aliases: bool = True,
     ):
         from embodied.model import PalmE
 
@@ -67,6 +73,7 @@ class ModelPlanner:
         self.max_new_tokens = max_new_tokens
         self._engine_config = engine_config
         self.cpu_compile = cpu_compile  # CPU: inductor-compile the engine's decode step
+        self.object_aliases = object_aliases  # plan for unknown objects under known names of their colour
         self.max_batch = max(1, int(max_batch))  # >1: plans of several robots decode in one batch
         self._engine = None
         self._session = f"model-planner-{id(self)}"
@@ -82,17 +89,19 @@ class ModelPlanner:
     def plan(self, observation: Observation) -> Iterator[PlanStep]:
         observation.validate()
         obs = observation.ablated(self.ablate) if self.ablate not in (None, "", "none") else observation
-        objects, containers = scene_vocabulary(obs.detections)
+        objects, containers = scene_vocabulary(obs.detections)  # real names: every step is checked against them
+        aliases = ObjectAliases.build(self.model.config.known_objects if self.object_aliases else (), obs)
+        obs = aliases.apply(obs)  # what the model reads; its steps get the real names back
         refs = self.model.object_refs(obs)
         if refs is not None and refs.objects:
             constraint = build_constraint(self.tokenizer, refs.choices, containers, self.vocab_size)
         else:
             constraint = constraint_for_detections(self.tokenizer, obs.detections, self.vocab_size)
         with torch.no_grad():
-            embeds, prefix_len = self._embed(observation)  # (T, D)
+            embeds, prefix_len = self._embed(obs)  # (T, D)
         steps = self._engine_steps if self.use_engine else self._reference_steps
         for ids in steps(embeds, prefix_len, constraint):
-            step = self._to_step(ids, refs)
+            step = aliases.restore(self._to_step(ids, refs))
             validate_step(step, objects, containers)
             yield step
             if step.is_done:
@@ -100,8 +109,9 @@ class ModelPlanner:
 
     # ------------------------------------------------------------------ internals
     def _embed(self, observation: Observation) -> tuple[torch.Tensor, int]:
+        """Prompt embeddings of an observation that is already ablated, and the prefix length."""
         m = self.model
-        prompt = m.build_prompt(observation, ablate=self.ablate)
+        prompt = m.build_prompt(observation)
         toks = m.tokenize(prompt)
         embeds, _ = m.embed([prompt])  # (1, T, D), no padding for one prompt
         embeds = embeds[0]  # (T, D)

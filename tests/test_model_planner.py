@@ -205,3 +205,27 @@ def test_shipped_checkpoint_plans_a_valid_successful_plan_on_a_seeded_scene(task
     assert record["success"], record
     steps = [Step.parse(s) for s in record["plan"].split("; ")]  # every executed step parses
     assert steps and not steps[0].is_done  # it acted before declaring the task done
+
+
+def test_unknown_objects_are_planned_under_known_names_and_streamed_with_their_own(model, monkeypatch):
+    from embodied.model.aliases import ObjectAliases
+    from policies.model_planner import ModelPlanner
+
+    # as if the model had trained on green cubes only: the scene's green cylinder is new to it
+    monkeypatch.setattr(model.config, "known_objects", ["blue cube", "green cube", "red cube"])
+    seen = []
+    build = model.build_prompt
+    monkeypatch.setattr(model, "build_prompt", lambda o, *a, **k: seen.append(o) or build(o, *a, **k))
+    obs = _obs(0)
+    steps = _plan(ModelPlanner(model, max_new_tokens=40), obs)
+    assert seen and all("green cube" in o.detections and "green cylinder" not in o.detections for o in seen)
+    aliases = ObjectAliases.build(model.config.known_objects, obs)
+    assert aliases.to_alias == {"green cylinder": "green cube"}
+    # the same plan as the model's for the renamed scene, with the real name written back
+    renamed = _plan(ModelPlanner(model, max_new_tokens=40, object_aliases=False), aliases.apply(obs))
+    assert steps == [aliases.restore(s) for s in renamed]
+    assert any("green cube" in s.text for s in renamed) and any("green cylinder" in s.text for s in steps)
+    assert not any("green cube" in s.text for s in steps)
+    seen.clear()
+    _plan(ModelPlanner(model, max_new_tokens=40, object_aliases=False), obs)  # switched off: the real names
+    assert seen and all("green cylinder" in o.detections for o in seen)

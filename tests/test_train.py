@@ -41,6 +41,10 @@ def test_tiny_model_loss_falls_and_checkpoint_loads(data, tmp_path):
     assert not (out / "optimizer.safetensors").exists()  # removed once finished (keep_optimizer=false)
     model = PalmE.load(out)
     assert model.config.name == "tiny"
+    # the object names it trained on, for the planner's aliases of objects it never saw
+    from embodied.data.dataset import PlanDataset
+
+    assert model.config.known_objects and model.config.known_objects == PlanDataset(data, "train", 0.15).object_names()
     # keep_best: the weights of the lowest validation loss, as a loadable model directory
     best = json.loads((out / "best" / "best.json").read_text())
     lowest = min(vals, key=lambda r: r["val_loss"])
@@ -130,6 +134,10 @@ def test_init_fine_tunes_from_a_model_directory(data, tmp_path):
 
     base = tmp_path / "base"
     train(cfg_for(data, base, "steps=4"))
+    meta = json.loads((base / "config.json").read_text())
+    trained_on = meta["model"]["known_objects"]
+    meta["model"]["known_objects"] = trained_on + ["pink hexagon"]  # as if the base had seen one more object
+    (base / "config.json").write_text(json.dumps(meta))
     out = tmp_path / "ft"
     train(cfg_for(data, out, "steps=2", f"init={base}", "lr=0.0"))  # lr 0: the weights must be the base's
     a, b = PalmE.load(base), PalmE.load(out)
@@ -137,6 +145,7 @@ def test_init_fine_tunes_from_a_model_directory(data, tmp_path):
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not a.config.prompt_objects and not b.config.prompt_objects
+    assert b.config.known_objects == sorted(trained_on + ["pink hexagon"])  # the base's names and its data's
     # fine-tuning may switch on the perception list in the prompt (same weights, longer prompt)
     train(cfg_for(data, tmp_path / "ft_obj", "steps=2", f"init={base}", "model.prompt_objects=true",
                   "target_colour_noise=0.5"))

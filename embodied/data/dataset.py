@@ -114,6 +114,18 @@ class PlanDataset:
             out.update(c["history"][i])
         return sorted(out)
 
+    def object_names(self) -> list[str]:
+        """Every object name (``<colour> <shape>``) these rows perceive or mention, sorted."""
+        from embodied.vocab import is_object_name, object_name_pattern
+
+        c = self._cols
+        names: set[str] = set()
+        for i in self._rows:
+            names.update(d for d in c["detections"][i] if is_object_name(d))
+            for text in [c["instruction"][i], c["target"][i], *c["history"][i]]:
+                names.update(object_name_pattern().findall(text))
+        return sorted(names)
+
     def __getitem__(self, k: int) -> Example:
         i = self._rows[k]
         c = self._cols

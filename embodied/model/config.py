@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
 from embodied.errors import ConfigError
+from embodied.vocab import is_object_name
 
 
 @dataclass
@@ -57,6 +58,10 @@ class ModelConfig:
     # Write where each listed object is (Observation.relations, a perception scene graph) after its name:
     # ``Objects: red cube on blue cube, blue cube on table, tray``; needs prompt_objects.
     prompt_relations: bool = False
+    # The object names (``<colour> <shape>``) of the training data, written by ``embodied train``. The
+    # planner renames any other perceived object to one of these of the same colour
+    # (``embodied.model.aliases``). Empty: nothing is renamed.
+    known_objects: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +95,9 @@ class ModelConfig:
             raise ConfigError("prompt_relations needs prompt_objects: the relations follow the names in the prompt's object list")
         if self.prompt_relations and self.object_refs:
             raise ConfigError("prompt_relations and object_refs cannot be combined yet; switch one of them off")
+        bad = [n for n in self.known_objects if not isinstance(n, str) or not is_object_name(n)]
+        if bad:
+            raise ConfigError(f"known_objects: {bad[0]!r} is not an object name '<colour> <shape>' of embodied.vocab")
         if self.state_tokens < 1:
             raise ConfigError("state_tokens must be >= 1")
         return self

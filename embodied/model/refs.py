@@ -31,21 +31,10 @@ from typing import Sequence
 
 from embodied.errors import ObservationError
 from embodied.observation import Observation
+from embodied.vocab import is_object_name, object_name_pattern
 
 MAX_REFS = 16
 REF_TOKENS: tuple[str, ...] = tuple(f"<o{i}>" for i in range(1, MAX_REFS + 1))
-
-
-@lru_cache(maxsize=1)
-def _name_pattern() -> re.Pattern:
-    from embodied.vocab import COLOURS, SHAPES
-
-    return re.compile(r"\b(?:%s) (?:%s)\b" % ("|".join(COLOURS), "|".join(SHAPES)))
-
-
-def is_object_name(name: str) -> bool:
-    """``'<colour> <shape>'`` of ``embodied.vocab`` (containers are not objects)."""
-    return _name_pattern().fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -82,7 +71,7 @@ class ObjectRefs:
     def to_refs(self, text: str) -> str:
         """Plan or step text with each listed object's reference written before its name."""
         index = dict(zip(self.objects, self.choices))
-        return _name_pattern().sub(lambda m: index.get(m.group(0), m.group(0)), text)
+        return object_name_pattern().sub(lambda m: index.get(m.group(0), m.group(0)), text)
 
     def to_names(self, text: str) -> str:
         """Decoded step text with each reference (and the name after it) replaced by the object's name."""
@@ -98,7 +87,7 @@ class ObjectRefs:
 
 @lru_cache(maxsize=1)
 def _ref_pattern() -> re.Pattern:
-    return re.compile(r"<o(\d+)>(?: %s)?" % _name_pattern().pattern)
+    return re.compile(r"<o(\d+)>(?: %s)?" % object_name_pattern().pattern)
 
 
 def shuffled(observation: Observation, rng: random.Random) -> Observation:

@@ -1,0 +1,51 @@
+"""Object aliases: unknown objects are planned for under a known name of their colour."""
+
+import numpy as np
+
+from embodied.model.aliases import ObjectAliases
+from embodied.observation import Observation
+from embodied.plan import PlanStep
+
+KNOWN = ["blue cylinder", "orange cylinder", "orange triangle", "red cube", "red triangle"]
+
+
+def _obs(detections, instruction="put the orange cube in the orange bin", history=(), relations=None):
+    return Observation(frames={"front": np.zeros((8, 8, 3), np.uint8)}, state=np.zeros(15, np.float32),
+                       instruction=instruction, history=list(history), detections=list(detections),
+                       relations=dict(relations or {}))
+
+
+def test_an_unknown_object_is_renamed_to_a_free_known_name_of_its_colour_everywhere():
+    obs = _obs(["orange cube", "orange triangle", "red cube", "tray", "orange bin"],
+               history=["put red cube in tray"], relations={"orange cube": "on red cube", "red cube": "in tray"})
+    aliases = ObjectAliases.build(KNOWN, obs)
+    assert aliases.to_alias == {"orange cube": "orange cylinder"}  # orange triangle is in the scene already
+    seen = aliases.apply(obs)
+    seen.validate()
+    assert seen.instruction == "put the orange cylinder in the orange bin"
+    assert seen.detections == ["orange cylinder", "orange triangle", "red cube", "tray", "orange bin"]
+    assert seen.history == ["put red cube in tray"]
+    assert seen.relations == {"orange cylinder": "on red cube", "red cube": "in tray"}
+    assert obs.detections[0] == "orange cube"  # the robot's observation itself is untouched
+    step = aliases.restore(PlanStep.parse("put orange cylinder on orange triangle"))
+    assert step.text == "put orange cube on orange triangle"
+    assert aliases.restore(PlanStep.parse("done")).is_done
+
+
+def test_known_objects_and_objects_without_a_free_name_keep_their_names():
+    assert not ObjectAliases.build(KNOWN, _obs(["red cube", "orange triangle", "tray"]))
+    assert not ObjectAliases.build([], _obs(["orange cube", "tray"]))  # a model that records no names
+    # an unseen colour has no known name of that colour
+    assert not ObjectAliases.build(KNOWN, _obs(["pink cube", "tray"], instruction="put the pink cube in the tray"))
+    # both known orange names are taken: one by the scene, one by the instruction
+    crowded = _obs(["orange cube", "orange triangle"], instruction="put the orange cube on the orange cylinder")
+    aliases = ObjectAliases.build(KNOWN, crowded)
+    assert not aliases and aliases.apply(crowded) is crowded
+
+
+def test_two_unknown_objects_of_one_colour_get_different_names_deterministically():
+    obs = _obs(["red cylinder", "red hexagon", "tray"], instruction="put every red object in the tray")
+    first = ObjectAliases.build(KNOWN, obs)
+    assert first.to_alias == {"red cylinder": "red cube", "red hexagon": "red triangle"}
+    assert ObjectAliases.build(list(reversed(KNOWN)), obs) == first
+    assert first.restore(PlanStep.parse("put red triangle in tray")).text == "put red hexagon in tray"
