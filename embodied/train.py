@@ -68,6 +68,10 @@ class TrainConfig:
     # Blank the camera frames of an example with this probability (the object list and relations stay),
     # so the model learns to read the perception list instead of leaning on the frames alone.
     frame_dropout: float = 0.0
+    # With this probability, rename one object of an example to another known name of its colour in every
+    # text field and the target (``embodied.model.aliases.alias_for_training``): the frames then disagree
+    # with the name, as they do when the planner aliases an object the model never saw.
+    alias_noise: float = 0.0
     # Object references (model.object_refs): weight of the loss that teaches one attention head to point
     # at the reference the next token names (``PalmE.pointer_attention_loss``); 0 = off.
     ref_attention_loss: float = 0.0
@@ -266,9 +270,10 @@ def train(cfg: TrainConfig) -> dict:
     from tqdm import tqdm
 
     from embodied.data.dataset import PlanDataset
+    from embodied.model.aliases import alias_for_training
     from embodied.model.palme import PalmE
 
-    for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise", "frame_dropout"):
+    for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise", "frame_dropout", "alias_noise"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(cfg, name)!r}")
     if cfg.threads:
@@ -385,6 +390,10 @@ def train(cfg: TrainConfig) -> dict:
             if cfg.instruction_word_noise > 0:
                 for e in exs:
                     e.observation.instruction = _noise_words(e.observation.instruction, cfg.instruction_word_noise, rng)
+            if cfg.alias_noise > 0:
+                for e in exs:
+                    if rng.random() < cfg.alias_noise:
+                        e.observation, e.target = alias_for_training(model.config.known_objects, e.observation, e.target, rng)
             if cfg.frame_dropout > 0:
                 for e in exs:
                     if rng.random() < cfg.frame_dropout:

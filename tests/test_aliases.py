@@ -49,3 +49,28 @@ def test_two_unknown_objects_of_one_colour_get_different_names_deterministically
     assert first.to_alias == {"red cylinder": "red cube", "red hexagon": "red triangle"}
     assert ObjectAliases.build(list(reversed(KNOWN)), obs) == first
     assert first.restore(PlanStep.parse("put red triangle in tray")).text == "put red hexagon in tray"
+
+
+def test_training_noise_renames_one_object_in_every_field_and_the_target():
+    import random
+
+    from embodied.model.aliases import alias_for_training
+
+    obs = _obs(["red cube", "orange triangle", "tray"], instruction="put the red cube in the tray",
+               history=["put orange triangle in tray"], relations={"red cube": "on table", "orange triangle": "in tray"})
+    renamed = set()
+    for seed in range(20):
+        seen, target = alias_for_training(KNOWN, obs, "put red cube in tray; done", random.Random(seed))
+        seen.validate()
+        assert target in ("put red triangle in tray; done", "put red cube in tray; done")
+        if target.startswith("put red triangle"):  # red cube -> red triangle, the only free red name
+            assert seen.instruction == "put the red triangle in the tray" and "red triangle" in seen.detections
+            assert seen.relations["red triangle"] == "on table"
+            renamed.add("red")
+        else:  # orange triangle -> orange cylinder
+            assert seen.history == ["put orange cylinder in tray"] and seen.relations["orange cylinder"] == "in tray"
+            renamed.add("orange")
+    assert renamed == {"red", "orange"}
+    crowded = _obs(["red cube", "red triangle"], instruction="stack the red cube on the red triangle")
+    assert alias_for_training(KNOWN, crowded, "put red cube on red triangle; done", random.Random(0)) == (
+        crowded, "put red cube on red triangle; done")

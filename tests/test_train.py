@@ -148,7 +148,7 @@ def test_init_fine_tunes_from_a_model_directory(data, tmp_path):
     assert b.config.known_objects == sorted(trained_on + ["pink hexagon"])  # the base's names and its data's
     # fine-tuning may switch on the perception list in the prompt (same weights, longer prompt)
     train(cfg_for(data, tmp_path / "ft_obj", "steps=2", f"init={base}", "model.prompt_objects=true",
-                  "target_colour_noise=0.5"))
+                  "target_colour_noise=0.5", "alias_noise=0.5"))
     assert PalmE.load(tmp_path / "ft_obj").config.prompt_objects
     with pytest.raises(ConfigError, match="init="):
         train(cfg_for(data, tmp_path / "x", "steps=2", f"init={tmp_path / 'missing'}"))

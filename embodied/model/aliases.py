@@ -18,7 +18,7 @@ that colour already in the scene) keep their names. ``ModelPlanner(object_aliase
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from embodied.observation import Observation
 from embodied.plan import PlanStep, parse_step
@@ -31,6 +31,14 @@ def _rename(text: str, mapping: dict[str, str]) -> str:
 
 def _names_in(text: str) -> set[str]:
     return set(object_name_pattern().findall(text))
+
+
+def _mentioned(observation: Observation, *texts: str) -> set[str]:
+    """Every object name the observation (and ``texts``) perceives or mentions."""
+    names = set(observation.detections)
+    for text in [observation.instruction, *observation.history, *observation.relations.values(), *texts]:
+        names |= _names_in(text)
+    return names
 
 
 @dataclass(frozen=True)
@@ -50,9 +58,7 @@ class ObjectAliases:
         known = sorted(set(known_objects))
         if not known:
             return cls({})
-        taken = set(observation.detections) | _names_in(observation.instruction)
-        for text in list(observation.history) + list(observation.relations.values()):
-            taken |= _names_in(text)
+        taken = _mentioned(observation)
         mapping: dict[str, str] = {}
         for name in dict.fromkeys(observation.detections):
             if not is_object_name(name) or name in known:
@@ -88,6 +94,19 @@ class ObjectAliases:
         return parse_step(_rename(step.text, back))
 
 
-def known_objects_of(names: Sequence[str]) -> list[str]:
-    """The object names (``<colour> <shape>``, not containers) among ``names``, sorted and unique."""
-    return sorted({n for n in names if is_object_name(n)})
+def alias_for_training(known_objects: Iterable[str], observation: Observation, target: str, rng) -> tuple[Observation, str]:
+    """Training noise (``embodied train alias_noise=p``): one perceived object renamed to a known name
+    of its colour that the example does not use, in every text field and the target.
+
+    The frames then show another shape than the name says, as they do when the planner aliases
+    an object the model never saw, so the model learns to follow the name. ``rng``: a
+    ``random.Random``. Unchanged when no object has a free known name of its colour.
+    """
+    taken = _mentioned(observation, target)
+    known = sorted(set(known_objects))
+    choices = [(name, alias) for name in dict.fromkeys(observation.detections) if is_object_name(name)
+               for alias in known if alias.split()[0] == name.split()[0] and alias not in taken]
+    if not choices:
+        return observation, target
+    name, alias = rng.choice(choices)
+    return ObjectAliases({name: alias}).apply(observation), _rename(target, {name: alias})
