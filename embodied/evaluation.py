@@ -22,7 +22,7 @@ from embodied.errors import ConfigError, EmbodiedError
 from embodied.planners import PRIVILEGED_PLANNERS, make_planner
 
 LEVELS = ("L1", "L2", "L3", "L4")
-ABLATIONS = ("none", "frames", "objects", "state")
+ABLATIONS = ("none", "frames", "objects", "relations", "state")
 
 
 @dataclass

@@ -74,7 +74,8 @@ class Observation:
         return self
 
     def ablated(self, what: str) -> "Observation":
-        """A copy with ``frames`` blanked (and detections cleared), ``objects`` (detections) cleared, or ``state`` zeroed."""
+        """A copy with ``frames`` blanked (and detections cleared), ``objects`` (detections) cleared,
+        ``relations`` (the scene graph only) cleared, or ``state`` zeroed."""
         if what == "frames":
             return replace(
                 self,
@@ -86,8 +87,10 @@ class Observation:
             )
         if what == "objects":
             return replace(self, detections=[], relations={}, privileged=None)
+        if what == "relations":
+            return replace(self, relations={})
         if what == "state":
             return replace(self, state=np.zeros_like(self.state), privileged=None)
         if what in ("", "none", None):
             return self
-        raise ObservationError(f"unknown ablation {what!r}; use 'frames', 'objects', 'state' or 'none'")
+        raise ObservationError(f"unknown ablation {what!r}; use 'frames', 'objects', 'relations', 'state' or 'none'")

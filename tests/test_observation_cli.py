@@ -59,6 +59,12 @@ def test_ablate_objects_clears_perception_only():
     assert o.frames["front"].all() and o.state[3] == 3.0
 
 
+def test_ablate_relations_clears_the_scene_graph_only():
+    o = make_obs().ablated("relations")
+    assert o.relations == {} and o.detections == ["red cube", "tray"] and o.privileged is not None
+    assert o.frames["front"].all() and o.state[3] == 3.0
+
+
 def test_ablate_state_zeroes_state_only():
     o = make_obs().ablated("state")
     assert not o.state.any() and o.frames["front"].all() and o.detections
