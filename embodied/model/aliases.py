@@ -5,7 +5,7 @@ training; a colour-shape pair that never occurred there (``orange cube`` when tr
 showed orange triangles and cylinders) is out of its distribution, and its plans for such
 scenes fall apart. The planner therefore renames each perceived object whose name is not
 among the checkpoint's ``known_objects`` to a known name of the **same colour** that nothing
-in the observation already uses (``orange cube`` -> ``orange triangle``), plans on the
+in the observation already uses (``orange cube`` -> ``orange cylinder``), plans on the
 renamed observation, and writes the real names back into every step. The colour is kept
 because containers and colour-keyed tasks (bins, "the red objects") depend on it; the shape
 is only a label, since the camera frames still show the object as it is.
