@@ -285,19 +285,23 @@ def _identity(cfg: EvalConfig) -> dict:
     keys = ("planner", "level", "split", "seed", "ablate", "model_dir", "image_size", "keep_patches")
     identity = {k: v for k, v in asdict(cfg).items() if k in keys}
     if cfg.planner == "model":
-        identity["model_sha256"] = _weights_digest(Path(cfg.model_dir))
+        identity["model_sha256"] = _model_digest(Path(cfg.model_dir))
+        identity["object_aliases"] = cfg.object_aliases
     return identity
 
 
-def _weights_digest(model_dir: Path) -> str | None:
-    """sha256 (first 16 hex digits) of a model directory's weights; None when there are none."""
+def _model_digest(model_dir: Path) -> str | None:
+    """sha256 (first 16 hex digits) of a model directory's weights and config (its known objects
+    change its plans too); None when there are no weights."""
     path = model_dir / "model.safetensors"
     if not path.is_file():
         return None  # the planner itself reports a missing model with a clear error
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    for part in (path, model_dir / "config.json"):
+        if part.is_file():
+            with open(part, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
     return h.hexdigest()[:16]
 
 

@@ -91,4 +91,15 @@ def test_eval_does_not_resume_with_other_model_weights(tmp_path):
     m.save(model_dir)  # retrained in place: same path, new weights
     with pytest.raises(ConfigError, match="model_sha256"):
         evaluate(cfg)
+    # nor with the planner's object aliases switched off, nor with other known objects (same weights)
+    fresh = _cfg(tmp_path / "ev3", planner="model", model_dir=str(model_dir), episodes=1, tasks="stack")
+    evaluate(fresh)
+    with pytest.raises(ConfigError, match="object_aliases"):
+        evaluate(_cfg(tmp_path / "ev3", planner="model", model_dir=str(model_dir), episodes=1, tasks="stack",
+                      object_aliases=False))
+    meta = json.loads((model_dir / "config.json").read_text())
+    meta["model"]["known_objects"] = meta["model"]["known_objects"][:3]
+    (model_dir / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="model_sha256"):
+        evaluate(fresh)
     assert evaluate(_cfg(tmp_path / "ev2", planner="model", model_dir=str(model_dir), episodes=1, tasks="stack"))["overall"]["episodes"] == 1
