@@ -28,10 +28,10 @@ def make_planner(name: str, options: Any = None) -> Planner:
         return ModelPlanner(
             model_dir=opts.get("model_dir", "checkpoints/default"),
             device=opts.get("device", "cpu"),
-            use_engine=bool(opts.get("use_engine", True)),
+            use_engine=_flag(opts.get("use_engine", True), "use_engine"),
             keep_patches=opts.get("keep_patches"),
-            cpu_compile=bool(opts.get("cpu_compile", False)),
-            object_aliases=bool(opts.get("object_aliases", True)),
+            cpu_compile=_flag(opts.get("cpu_compile", False), "cpu_compile"),
+            object_aliases=_flag(opts.get("object_aliases", True), "object_aliases"),
             # a server interleaving N plans (concurrent_plans) batches them in one engine of N rows
             max_batch=_positive_int(next((opts[k] for k in ("max_batch", "concurrent_plans") if opts.get(k) is not None), 1),
                                     "concurrent_plans"),
@@ -48,6 +48,15 @@ def make_planner(name: str, options: Any = None) -> Planner:
 
         return RandomPlanner(seed=int(opts.get("seed", 0)))
     raise ConfigError(f"unknown planner {name!r}; choose one of {', '.join(PLANNERS)}")
+
+
+def _flag(value, key: str) -> bool:
+    """A true/false option; anything else (``object_aliases=maybe``) is a named error, not a silent True."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(f"{key}={value!r}: expected true or false")
 
 
 def _positive_int(value, key: str) -> int:

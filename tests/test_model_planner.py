@@ -189,6 +189,17 @@ def test_bad_concurrent_plans_is_a_named_config_error():
             make_planner("model", {"concurrent_plans": bad, "model_dir": "checkpoints/default"})
 
 
+def test_bad_true_false_options_are_named_config_errors():
+    from embodied.errors import ConfigError
+    from embodied.planners import make_planner
+
+    for key in ("object_aliases", "cpu_compile", "use_engine"):
+        with pytest.raises(ConfigError, match=f"{key}='maybe': expected true or false"):
+            make_planner("model", {key: "maybe", "model_dir": "checkpoints/default"})
+    planner = make_planner("model", {"object_aliases": "false", "model_dir": "checkpoints/default"})
+    assert planner.object_aliases is False
+
+
 @pytest.mark.parametrize("task", ["put_in_container", "stack"])
 def test_shipped_checkpoint_plans_a_valid_successful_plan_on_a_seeded_scene(task):
     """The committed default model, closed loop in the simulator (seeded L1 test scenes)."""
