@@ -41,6 +41,12 @@ def _mentioned(observation: Observation, *texts: str) -> set[str]:
     return names
 
 
+def _free_names(known: list[str], name: str, taken: set[str]) -> list[str]:
+    """The known names of ``name``'s colour that nothing in ``taken`` uses, in ``known``'s order."""
+    colour = name.split()[0]
+    return [k for k in known if k.split()[0] == colour and k not in taken]
+
+
 @dataclass(frozen=True)
 class ObjectAliases:
     """Real name -> alias for the unknown objects of one observation (empty: nothing to rename)."""
@@ -63,11 +69,10 @@ class ObjectAliases:
         for name in dict.fromkeys(observation.detections):
             if not is_object_name(name) or name in known:
                 continue
-            colour = name.split()[0]
-            alias = next((k for k in known if k.split()[0] == colour and k not in taken), None)
-            if alias is not None:
-                mapping[name] = alias
-                taken.add(alias)
+            free = _free_names(known, name, taken)
+            if free:
+                mapping[name] = free[0]
+                taken.add(free[0])
         return cls(mapping)
 
     def __bool__(self) -> bool:
@@ -105,7 +110,7 @@ def alias_for_training(known_objects: Iterable[str], observation: Observation, t
     taken = _mentioned(observation, target)
     known = sorted(set(known_objects))
     choices = [(name, alias) for name in dict.fromkeys(observation.detections) if is_object_name(name)
-               for alias in known if alias.split()[0] == name.split()[0] and alias not in taken]
+               for alias in _free_names(known, name, taken)]
     if not choices:
         return observation, target
     name, alias = rng.choice(choices)
