@@ -124,6 +124,54 @@ def test_compiled_cpu_step_falls_back_to_eager_when_compilation_fails(lm):
     assert not eng.compiled and toks == _generate(lm, x, 8)
 
 
+def test_decode_step_is_lean_and_never_copies_the_kv_cache():
+    """A decode step is a short, fixed list of ops (on CUDA, each one kernel of the captured graph):
+    per layer one RMSNorm op each (not the eight written-out ops in bf16), residual adds inside the
+    GEMMs, GQA attending to the cache in place (no repeated K/V), the mask built once per step."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = []  # (op, sizes of the freshly allocated tensors it returned), views left out
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if not func.is_view:
+                seen = {a.untyped_storage().data_ptr() for a in torch.utils._pytree.tree_leaves((args, kwargs))
+                        if isinstance(a, torch.Tensor)}
+                outs = out if isinstance(out, (tuple, list)) else (out,)
+                new = [o.numel() for o in outs if isinstance(o, torch.Tensor) and o.untyped_storage().data_ptr() not in seen]
+                self.calls.append((func.overloadpacket.__name__, new))
+            return out
+
+    def decode_ops(layers):
+        eng = Engine(_lm_layers(layers), config=EngineConfig(max_batch=2, max_len=96, max_new_tokens=8, dtype="bfloat16",
+                                                              stop_at_eos=False))
+        eng.submit(Request(torch.randn(30, D)))
+        eng._host_pos = eng.pos.tolist()
+        with Ops() as ops:
+            eng._decode_impl(1)
+        return eng, ops.calls
+
+    eng, calls = decode_ops(2)
+    _, calls3 = decode_ops(3)
+    per_layer = len(calls3) - len(calls)
+    assert per_layer <= 14, [name for name, _ in calls3]  # was 27 with the written-out RMSNorm in bf16
+    row = eng.cache.k[0][0].numel()  # one row of one layer's K cache
+    assert [c for c in calls3 if any(n >= row for n in c[1])] == [], "the decode step copied the KV cache"
+    assert sum(name in ("le", "where", "masked_fill", "masked_fill_") for name, _ in calls3) <= 2  # the mask, once
+
+
+def _lm_layers(layers):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=96, hidden_size=D, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=256, eos_token_id=None)
+    return LlamaForCausalLM(cfg).eval()
+
+
 def test_prefix_reuse_equals_full_recompute(lm):
     eng = Engine(lm, config=EngineConfig(max_batch=2, max_len=128, max_new_tokens=12, stop_at_eos=False))
     fresh = Engine(lm, config=EngineConfig(max_batch=1, max_len=128, max_new_tokens=12, stop_at_eos=False))

@@ -404,7 +404,7 @@ class Engine:
             self._prefill_body(s0, n, Tb, kv_len, causal)
 
     def _prefill_body(self, s0: int, n: int, Tb: int, kv_len: int, causal: bool) -> None:
-        rows = torch.arange(s0, s0 + n, device=self.device)  # (n,)
+        rows = self.decoder.index[s0 : s0 + n]  # (n,)
         x = self.pf_embeds[s0 : s0 + n, :Tb]  # (n, Tb, D)
         pos = self.pf_pos[s0 : s0 + n, :Tb]  # (n, Tb)
         logits = self.decoder(x, pos, self.cache, s0, kv_len, out_index=self.pf_last[s0 : s0 + n], causal=causal)  # (n, V)
@@ -420,14 +420,15 @@ class Engine:
             self._decode_body(n)
 
     def _decode_body(self, n: int) -> None:
-        rows = torch.arange(n, device=self.device)  # (n,)
-        pos = self.pos[:n]  # (n,)
+        rows = self.decoder.index[:n]  # (n,)
+        pos = self.pos[:n]  # (n,) a view: advanced in place below
         x = self.decoder.embed(self.tok[:n])[:, None]  # (n, 1, D)
         kv_len = self.cache_len if self.is_cuda or self.compiled else self._cpu_kv_len(n)  # static when compiled
         logits = self.decoder(x, pos[:, None], self.cache, 0, kv_len)  # (n, V)
         self.tok[:n] = self._choose(logits, rows)
-        nxt = torch.where(self.active[:n], (pos + 1).clamp(max=self.scratch), torch.full_like(pos, self.scratch))
-        self.pos[:n] = nxt
+        # active rows move to the next column; idle rows stay on the scratch column (_finish put them
+        # there); the clamp keeps a row the host has not yet retired (CUDA lookahead) inside the cache
+        pos.add_(self.active[:n]).clamp_(max=self.scratch)
 
     def _cpu_kv_len(self, n: int) -> int:
         # on CPU attend only over the columns in use; idle rows (writing to the scratch

@@ -8,7 +8,11 @@ SwiGLU), written so every decode step has static shapes (CUDA-graph friendly):
 - each row keeps its tokens at their absolute positions ``0 .. len-1`` (no padding inside a row),
   so the attention mask is simply ``key_position <= query_position``;
 - writes go to explicit positions (``pos``), so a row can be prefilled from any start
-  (prefix reuse) and rows decode independently (continuous batching).
+  (prefix reuse) and rows decode independently (continuous batching);
+- few ops per layer, because on CUDA each op is a kernel launch even inside a CUDA graph and a
+  small model's decode step is bound by their number: one RMSNorm op, RoPE in three, residual
+  adds inside the output GEMMs (``addmm``), GQA decode attending to the un-repeated cache, the
+  additive mask built once per step (14 ops per layer, 27 before, in bf16).
 
 The last cache column (``T_cache - 1``) is a scratch column: padded prefill positions and idle
 rows write there, never over real data.
@@ -66,11 +70,10 @@ class _RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32:  # one fused op; same formula as transformers' LlamaRMSNorm
-            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
-        h = x.to(torch.float32)
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
+        # One op: a fused kernel on CUDA (torch >= 2.8) where the written-out form is eight. Same
+        # formula as transformers' LlamaRMSNorm, computed in float32; in bf16/fp16 it rounds once,
+        # after the weight, where transformers also rounds before it (the two differ by an ulp).
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
 
 
 class _Proj(nn.Module):
@@ -81,9 +84,15 @@ class _Proj(nn.Module):
         self.weight = nn.Parameter(torch.empty(d_in, d_out))
         self.bias = nn.Parameter(torch.zeros(d_out)) if bias else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x @ self.weight
-        return y if self.bias is None else y + self.bias
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """``x @ w (+ b)``, plus ``residual`` if given (then one GEMM with beta=1: one kernel, not two)."""
+        if residual is None:
+            y = x @ self.weight
+            return y if self.bias is None else y + self.bias
+        if self.bias is not None:
+            return residual + (x @ self.weight + self.bias)
+        d_in, d_out = self.weight.shape
+        return torch.addmm(residual.reshape(-1, d_out), x.reshape(-1, d_in), self.weight).view(residual.shape)
 
 
 class _Block(nn.Module):
@@ -108,34 +117,42 @@ class _Block(nn.Module):
         rows: torch.Tensor,  # (B, 1) long: cache rows row0 .. row0+B-1
         row0: int,
         pos: torch.Tensor,  # (B, T) long, where each token is written
-        mask: torch.Tensor | None,  # (B, 1, T, Tk) bool, True = may attend; None = causal over [0, T)
+        mask: torch.Tensor | None,  # (B, 1, T, Tk) additive (0 or -inf); None = causal over [0, T)
         kv_len: int,
     ) -> torch.Tensor:
         s = self.s
         B, T, _ = x.shape
         qkv = self.qkv(self.attn_norm(x)).view(B, T, s.heads + 2 * s.kv_heads, s.head_dim)  # (B, T, H+2Hkv, hd)
         qk = qkv[:, :, : s.heads + s.kv_heads]  # (B, T, H+Hkv, hd): RoPE on q and k at once
-        qk = qk * cos + qk.roll(s.head_dim // 2, dims=-1) * sin  # == x*cos + rotate_half(x)*sin
+        qk = torch.addcmul(qk * cos, qk.roll(s.head_dim // 2, dims=-1), sin)  # == x*cos + rotate_half(x)*sin
         q, k = qk[:, :, : s.heads], qk[:, :, s.heads :]  # (B, T, H, hd), (B, T, Hkv, hd)
         v = qkv[:, :, s.heads + s.kv_heads :]  # (B, T, Hkv, hd)
         # advanced indices around a slice: the indexed view is (B, T, Hkv, hd)
         k_cache[rows, :, pos] = k
         v_cache[rows, :, pos] = v
         kk, vv = k_cache[row0 : row0 + B, :, :kv_len], v_cache[row0 : row0 + B, :, :kv_len]  # (B, Hkv, Tk, hd)
-        gqa = s.heads != s.kv_heads
-        if gqa and kk.is_cuda:
-            # expand KV heads so SDPA can use its fused (mem-efficient) kernel with a mask;
-            # enable_gqa with a mask would fall back to the unfused maths kernel on CUDA
-            rep = s.heads // s.kv_heads
-            kk = kk[:, :, None].expand(B, s.kv_heads, rep, kv_len, s.head_dim).reshape(B, s.heads, kv_len, s.head_dim)
-            vv = vv[:, :, None].expand(B, s.kv_heads, rep, kv_len, s.head_dim).reshape(B, s.heads, kv_len, s.head_dim)
-            gqa = False
-        att = F.scaled_dot_product_attention(
-            q.transpose(1, 2), kk, vv, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa
-        )  # (B, H, T, hd)
-        x = x + self.o(att.transpose(1, 2).reshape(B, T, s.heads * s.head_dim))
+        rep = s.heads // s.kv_heads
+        if rep > 1 and T == 1:
+            # decode with GQA: the rep query heads that share a KV head become rep query rows of
+            # that head (head h = kv * rep + r, transformers' repeat_kv order). Same maths as
+            # repeating K/V, without copying the cache; the mask (B, 1, 1, Tk) broadcasts.
+            att = F.scaled_dot_product_attention(q.reshape(B, s.kv_heads, rep, s.head_dim), kk, vv, attn_mask=mask)
+            att = att.reshape(B, T, s.heads * s.head_dim)  # (B, 1, H*hd): a view
+        else:
+            gqa = rep > 1
+            if gqa and kk.is_cuda:
+                # expand KV heads so SDPA can use its fused (mem-efficient) kernel with a mask;
+                # enable_gqa with a mask would fall back to the unfused maths kernel on CUDA
+                kk = kk[:, :, None].expand(B, s.kv_heads, rep, kv_len, s.head_dim).reshape(B, s.heads, kv_len, s.head_dim)
+                vv = vv[:, :, None].expand(B, s.kv_heads, rep, kv_len, s.head_dim).reshape(B, s.heads, kv_len, s.head_dim)
+                gqa = False
+            att = F.scaled_dot_product_attention(
+                q.transpose(1, 2), kk, vv, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa
+            )  # (B, H, T, hd)
+            att = att.transpose(1, 2).reshape(B, T, s.heads * s.head_dim)  # (B, T, H*hd)
+        x = self.o(att, residual=x)  # (B, T, D)
         gate, up = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)  # (B, T, F) each
-        return x + self.down(F.silu(gate) * up)
+        return self.down(F.silu(gate) * up, residual=x)
 
 
 class Decoder(nn.Module):
@@ -150,6 +167,8 @@ class Decoder(nn.Module):
         self.lm_head = _Proj(shape.dim, shape.vocab, False)
         self.register_buffer("cos", cos, persistent=False)  # (T_max, hd)
         self.register_buffer("sin", sin, persistent=False)  # (T_max, hd)
+        # 0 .. T_max-1: rows and key positions are views of it, not a new tensor per step
+        self.register_buffer("index", torch.arange(cos.shape[0]), persistent=False)  # (T_max,) long
 
     @property
     def max_positions(self) -> int:
@@ -234,17 +253,19 @@ class Decoder(nn.Module):
     ) -> torch.Tensor:
         """Run all layers, write K/V at ``pos``; return logits ``(B, V)`` (float32)."""
         B, T, _ = x.shape
-        rows = torch.arange(row0, row0 + B, device=x.device)[:, None]  # (B, 1)
+        rows = self.index[row0 : row0 + B, None]  # (B, 1)
         cos = self.cos[pos][:, :, None, :]  # (B, T, 1, hd)
         sin = self.sin[pos][:, :, None, :]
         mask = None
         if not (causal and kv_len == T):
-            keys = torch.arange(kv_len, device=x.device)  # (Tk,)
-            mask = (keys[None, None, :] <= pos[:, :, None])[:, None]  # (B, 1, T, Tk)
+            allowed = self.index[None, None, :kv_len] <= pos[:, :, None]  # (B, T, Tk)
+            # additive, built once per call: SDPA would convert a bool mask again in every layer
+            mask = torch.full(allowed.shape, float("-inf"), dtype=x.dtype, device=x.device).masked_fill_(allowed, 0.0)
+            mask = mask[:, None]  # (B, 1, T, Tk)
         for i, blk in enumerate(self.blocks):
             x = blk(x, cos, sin, cache.k[i], cache.v[i], rows, row0, pos, mask, kv_len)
         if out_index is None:
             h = x[:, -1]  # (B, D)
         else:
-            h = x[torch.arange(B, device=x.device), out_index]  # (B, D)
+            h = x[self.index[:B], out_index]  # (B, D)
         return self.lm_head(self.norm(h)).float()  # (B, V)
