@@ -20,6 +20,7 @@ the achieved loop rate against the target (overruns counted), holds and reconnec
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -157,6 +158,8 @@ class Daemon:
         end = None if self.s.max_seconds is None else start + self.s.max_seconds
         window_start, window_ticks, window_overruns = start, 0, 0
         next_tick = start
+        gc.collect()
+        gc.freeze()  # the robot, simulator and client are built: a full collection must not walk them mid-loop
         self.log("start", target_hz=self.s.hz, server=self.client.address, robot=self.robot.name)
         self._start_episode()
         while self._shutdown_request is None and self.state != "finished":
@@ -409,6 +412,7 @@ class Daemon:
         if self.exec_thread is not None or self.state == "executing":
             self._stop_motion()
         self.client.close()
+        gc.unfreeze()
         self.log("shutdown", why=why, elapsed_s=round(elapsed, 3),
                  achieved_hz=round(self.counts["ticks"] / elapsed, 3) if elapsed > 0 else 0.0,
                  target_hz=self.s.hz, **self.counts)

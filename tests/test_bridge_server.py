@@ -39,7 +39,9 @@ def test_hello_metadata_and_heartbeat_health(client):
     meta = client.hello()
     assert meta["planner"] == "content" and meta["protocol"] == PROTOCOL_VERSION and meta["state_size"] == 15
     health = client.heartbeat()
-    assert {"uptime_s", "plans", "steps", "errors", "active", "queued", "robots"} <= set(health)
+    assert {"uptime_s", "plans", "steps", "errors", "active", "queued", "robots", "gc"} <= set(health)
+    # what was loaded before serving (planner, libraries) is frozen out of the cyclic collector
+    assert health["gc"]["frozen"] > 10_000 and len(health["gc"]["collections"]) == 3
 
 
 def test_round_trip_same_plans_in_process_and_over_the_bridge(content_server):
