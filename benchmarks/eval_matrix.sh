@@ -21,6 +21,7 @@ if [ "$WHICH" != oracle ]; then
   $E planner=model level=L1 ablate=relations out=$OUT/model-L1-ablate-relations >/dev/null
   $E planner=model level=L2 ablate=relations out=$OUT/model-L2-ablate-relations >/dev/null
   $E planner=model level=L2 object_aliases=false out=$OUT/model-L2-no-aliases >/dev/null
+  $E planner=model level=L3 object_aliases=false out=$OUT/model-L3-no-aliases >/dev/null
   $E planner=model level=L1 keep_patches=32 out=$OUT/model-L1-keep32 >/dev/null
 fi
 .venv/bin/python benchmarks/eval_table.py "$OUT"

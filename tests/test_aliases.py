@@ -35,12 +35,36 @@ def test_an_unknown_object_is_renamed_to_a_free_known_name_of_its_colour_everywh
 def test_known_objects_and_objects_without_a_free_name_keep_their_names():
     assert not ObjectAliases.build(KNOWN, _obs(["red cube", "orange triangle", "tray"]))
     assert not ObjectAliases.build([], _obs(["orange cube", "tray"]))  # a model that records no names
-    # an unseen colour has no known name of that colour
-    assert not ObjectAliases.build(KNOWN, _obs(["pink cube", "tray"], instruction="put the pink cube in the tray"))
     # both known orange names are taken: one by the scene, one by the instruction
     crowded = _obs(["orange cube", "orange triangle"], instruction="put the orange cube on the orange cylinder")
     aliases = ObjectAliases.build(KNOWN, crowded)
     assert not aliases and aliases.apply(crowded) is crowded
+
+
+def test_an_unseen_colour_becomes_the_nearest_free_known_colour_as_a_word_everywhere():
+    # known colours: blue, orange, red; orange is in the scene, red is the nearest free one to pink
+    obs = _obs(["pink cylinder", "pink triangle", "orange triangle", "pink bin", "tray"],
+               instruction="put all the pink things in the pink bin", history=["put pink triangle in pink bin"],
+               relations={"pink cylinder": "on orange triangle", "pink triangle": "in pink bin"})
+    aliases = ObjectAliases.build(KNOWN, obs)
+    assert aliases.colours == {"pink": "red"}
+    assert aliases.to_alias == {"red cylinder": "red cube"}  # then the name: red cylinder is not a known name
+    seen = aliases.apply(obs)
+    seen.validate()
+    assert seen.detections == ["red cube", "red triangle", "orange triangle", "red bin", "tray"]
+    assert seen.instruction == "put all the red things in the red bin"
+    assert seen.history == ["put red triangle in red bin"]
+    assert seen.relations == {"red cube": "on orange triangle", "red triangle": "in red bin"}
+    assert aliases.restore(PlanStep.parse("put red cube on orange triangle")).text == "put pink cylinder on orange triangle"
+    assert aliases.restore(PlanStep.parse("put red triangle in red bin")).text == "put pink triangle in pink bin"
+    # two unseen colours get two different free colours, each the nearest left
+    obs2 = _obs(["pink cube", "cyan cube", "tray"], instruction="put the pink cube on the cyan cube")
+    two = ObjectAliases.build(KNOWN, obs2)
+    assert two.colours == {"cyan": "blue", "pink": "orange"}
+    assert two.apply(obs2).instruction == "put the orange cylinder on the blue cylinder"
+    # no free known colour left: the unseen colour keeps its name
+    full = _obs(["pink cube", "red cube", "blue cylinder", "orange triangle", "tray"], instruction="put the pink cube in the tray")
+    assert not ObjectAliases.build(KNOWN, full)
 
 
 def test_two_unknown_objects_of_one_colour_get_different_names_deterministically():
