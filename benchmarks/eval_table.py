@@ -42,9 +42,10 @@ if listless and blank:  # both without the object list: what the frames alone ar
     ratios.append(f"- frames alone (no object list) on scene-dependent families at L1: ablate=objects "
                   f"{scene_dep(listless):.1%} vs ablate=frames {scene_dep(blank):.1%} "
                   f"({(scene_dep(listless) - scene_dep(blank)) * 100:+.1f} points from the frames)")
-l2, plain = runs.get("model-L2"), runs.get("model-L2-no-aliases")
-if l2 and plain:  # the planner's object aliases against the model reading the held-out names itself
-    ratios.append(f"- object aliases at L2: {rate(l2):.1%} with, {rate(plain):.1%} without (object_aliases=false)")
+for level in ("L2", "L3"):  # the planner's object aliases against the model reading the unseen names itself
+    with_aliases, plain = runs.get(f"model-{level}"), runs.get(f"model-{level}-no-aliases")
+    if with_aliases and plain:
+        ratios.append(f"- object aliases at {level}: {rate(with_aliases):.1%} with, {rate(plain):.1%} without (object_aliases=false)")
 for L in ("L1", "L2"):
     m, nog = runs.get(f"model-{L}"), runs.get(f"model-{L}-ablate-relations")
     if m and nog:
