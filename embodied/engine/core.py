@@ -124,7 +124,7 @@ class Engine:
         self.state = torch.zeros(B, dtype=torch.long, device=dev)  # automaton state after tok
         self.active = torch.zeros(B, dtype=torch.bool, device=dev)
         self._graphs: dict = {}
-        self.allowed: torch.Tensor | None = None  # (B, S, V) bool
+        self.blocked: torch.Tensor | None = None  # (B, S, V) bool, True = the automaton forbids the token
         self.next_state: torch.Tensor | None = None  # (B, S, V) long
         if cfg.max_states > 0:
             self._alloc_tables(cfg.max_states)
@@ -306,7 +306,7 @@ class Engine:
 
     def _alloc_tables(self, states: int) -> None:
         B = self.config.max_batch
-        self.allowed = torch.ones(B, states, self.vocab, dtype=torch.bool, device=self.device)  # (B, S, V)
+        self.blocked = torch.zeros(B, states, self.vocab, dtype=torch.bool, device=self.device)  # (B, S, V)
         self.next_state = torch.zeros(B, states, self.vocab, dtype=torch.long, device=self.device)  # (B, S, V)
         self._slot_constraint = [None] * B
         self._graphs.clear()  # captured graphs refer to the old tables
@@ -314,16 +314,16 @@ class Engine:
     def _load_constraint(self, slot: int, c: PlanConstraint | None) -> int:
         """Write a slot's automaton tables; returns the start state."""
         if c is None:
-            if self.allowed is None:
+            if self.blocked is None:
                 return 0
             if self._slot_constraint[slot] != -1:
-                self.allowed[slot, 0] = True
+                self.blocked[slot, 0] = False
                 self.next_state[slot, 0] = 0
                 self._slot_constraint[slot] = -1
             return 0
         if c.vocab_size != self.vocab:
             raise EngineError(f"constraint built for {c.vocab_size} tokens but the model has {self.vocab}; rebuild it with vocab_size={self.vocab}")
-        if self.allowed is None or c.num_states > self.allowed.shape[1]:
+        if self.blocked is None or c.num_states > self.blocked.shape[1]:
             if any(t is not None and t.slot != slot for t in self.slots):
                 raise EngineError(
                     f"a constraint with {c.num_states} states does not fit the engine tables while requests run; "
@@ -340,7 +340,7 @@ class Engine:
                 dc = self._dev_constraints[key] = c.to(self.device)
                 dc._source = c  # keep the source alive so id(c) stays unique
             S = c.num_states
-            self.allowed[slot, :S] = dc.allowed
+            self.blocked[slot, :S] = ~dc.allowed  # stored negated: one op less per decode step
             self.next_state[slot, :S] = dc.next_state
             self._slot_constraint[slot] = key
         return c.start
@@ -384,14 +384,16 @@ class Engine:
             self._drain(block=False)  # the first token is readable now, not after the next step
 
     # ------------------------------------------------------------------ device functions
-    def _choose(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Greedy (constrained) choice for ``rows`` (n,); updates ``state``; returns tokens (n,)."""
-        if self.allowed is None:
+    def _choose(self, logits: torch.Tensor, s0: int) -> torch.Tensor:
+        """Greedy (constrained) choice for rows ``s0 .. s0+n-1`` of ``logits`` (n, V); updates ``state``;
+        returns tokens (n,)."""
+        if self.blocked is None:
             return logits.argmax(-1)
-        st = self.state[rows]  # (n,)
-        masked = logits.masked_fill(~self.allowed[rows, st], float("-inf"))  # (n, V)
-        nxt = masked.argmax(-1)  # (n,)
-        self.state[rows] = self.next_state[rows, st, nxt]
+        n = logits.shape[0]
+        rows = self.decoder.index[s0 : s0 + n]  # (n,)
+        st = self.state[s0 : s0 + n]  # (n,) a view: updated in place
+        nxt = logits.masked_fill(self.blocked[rows, st], float("-inf")).argmax(-1)  # (n,)
+        st.copy_(self.next_state[rows, st, nxt])
         return nxt
 
     def _prefill_nograd(self, s0: int, n: int, Tb: int, kv_len: int, causal: bool) -> None:
@@ -404,11 +406,10 @@ class Engine:
             self._prefill_body(s0, n, Tb, kv_len, causal)
 
     def _prefill_body(self, s0: int, n: int, Tb: int, kv_len: int, causal: bool) -> None:
-        rows = self.decoder.index[s0 : s0 + n]  # (n,)
         x = self.pf_embeds[s0 : s0 + n, :Tb]  # (n, Tb, D)
         pos = self.pf_pos[s0 : s0 + n, :Tb]  # (n, Tb)
         logits = self.decoder(x, pos, self.cache, s0, kv_len, out_index=self.pf_last[s0 : s0 + n], causal=causal)  # (n, V)
-        self.tok[s0 : s0 + n] = self._choose(logits, rows)
+        self.tok[s0 : s0 + n] = self._choose(logits, s0)
         self.pos[s0 : s0 + n] = self.pf_next[s0 : s0 + n]
 
     @torch.inference_mode()
@@ -420,12 +421,11 @@ class Engine:
             self._decode_body(n)
 
     def _decode_body(self, n: int) -> None:
-        rows = self.decoder.index[:n]  # (n,)
         pos = self.pos[:n]  # (n,) a view: advanced in place below
         x = self.decoder.embed(self.tok[:n])[:, None]  # (n, 1, D)
         kv_len = self.cache_len if self.is_cuda or self.compiled else self._cpu_kv_len(n)  # static when compiled
         logits = self.decoder(x, pos[:, None], self.cache, 0, kv_len)  # (n, V)
-        self.tok[:n] = self._choose(logits, rows)
+        self.tok[:n] = self._choose(logits, 0)
         # active rows move to the next column; idle rows stay on the scratch column (_finish put them
         # there); the clamp keeps a row the host has not yet retired (CUDA lookahead) inside the cache
         pos.add_(self.active[:n]).clamp_(max=self.scratch)
