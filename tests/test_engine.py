@@ -172,6 +172,42 @@ def _lm_layers(layers):
     return LlamaForCausalLM(cfg).eval()
 
 
+def _flash_contract(q, k_cache, v_cache, cache_seqlens, ignore_lens=False):
+    """``flash_attn_with_kvcache``'s documented decode contract in plain torch: the CPU stand-in for
+    the CUDA kernel, so the engine's use of it (layout, lengths, GQA order) is tested here."""
+    B, _, H, hd = q.shape
+    rep = H // k_cache.shape[2]
+    out = []
+    for b in range(B):
+        n = k_cache.shape[1] if ignore_lens else int(cache_seqlens[b])
+        k = k_cache[b, :n].transpose(0, 1).repeat_interleave(rep, 0)  # (H, n, hd)
+        v = v_cache[b, :n].transpose(0, 1).repeat_interleave(rep, 0)  # (H, n, hd)
+        out.append(((q[b, 0, :, None] @ k.transpose(1, 2)) / hd**0.5).softmax(-1) @ v)  # (H, 1, hd)
+    return torch.stack(out).transpose(1, 2)  # (B, 1, H, hd)
+
+
+def test_flash_decode_path_equals_generate_and_a_wrong_kernel_is_refused():
+    from embodied.engine.decoder import check_flash_decode
+
+    lm = _lm(kv_heads=2, seed=3)
+    eng = Engine(lm, config=EngineConfig(max_batch=4, max_len=96, max_new_tokens=12, stop_at_eos=False))
+    calls = []
+
+    def flash(*a, **kw):
+        calls.append(kw["cache_seqlens"].clone())
+        return _flash_contract(*a, **kw)
+
+    assert check_flash_decode(flash, eng.decoder.shape, torch.float32, "cpu") is None
+    wrong = check_flash_decode(lambda *a, **kw: _flash_contract(*a, **kw, ignore_lens=True), eng.decoder.shape, torch.float32, "cpu")
+    assert wrong is not None and "SDPA" in wrong
+    calls.clear()
+    eng.decoder.flash_decode = flash  # what the engine sets on CUDA when flash-attn is installed
+    xs = [torch.randn(T, D, generator=torch.Generator().manual_seed(T)) for T in (25, 9)]
+    ours = eng.generate([Request(x) for x in xs])  # batched rows at different positions
+    assert [t == _generate(lm, x, 12) for x, t in zip(xs, ours)] == [True, True]
+    assert calls and calls[0].tolist()[:2] == [26, 10]  # each row attends to its own prompt + the new token
+
+
 def test_prefix_reuse_equals_full_recompute(lm):
     eng = Engine(lm, config=EngineConfig(max_batch=2, max_len=128, max_new_tokens=12, stop_at_eos=False))
     fresh = Engine(lm, config=EngineConfig(max_batch=1, max_len=128, max_new_tokens=12, stop_at_eos=False))

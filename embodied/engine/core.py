@@ -34,7 +34,7 @@ from typing import Iterator, Optional
 import torch
 
 from embodied.constrained import PlanConstraint
-from embodied.engine.decoder import Decoder
+from embodied.engine.decoder import Decoder, check_flash_decode
 from embodied.errors import ConfigError, EngineError
 
 
@@ -48,6 +48,7 @@ class EngineConfig:
     dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA; or float32 / bfloat16 / float16
     cuda_graphs: bool = True  # CUDA only
     compile: bool = True  # CUDA only: inductor-compile the decode step before capture
+    flash_attn: bool = True  # CUDA, bf16/fp16: flash-attn's decode kernel when installed (checked against SDPA once)
     cpu_compile: bool = False  # CPU only: inductor-compile the decode step (needs a C++ compiler; first step per bucket ~5-60 s)
     cpu_steps_per_call: int = 4  # CPU compiled: decode steps per call; a finished row idles at most this - 1 steps
     lookahead: int = 4  # CUDA only: steps launched ahead of the host's reads
@@ -115,6 +116,8 @@ class Engine:
             eos_token_id = eos_token_id[0] if eos_token_id else None
         self.eos_token_id = eos_token_id
         self.vocab = self.decoder.shape.vocab
+        if self.is_cuda and cfg.flash_attn and dtype in (torch.bfloat16, torch.float16):
+            self.decoder.flash_decode = _flash_decode_kernel(self.decoder.shape, dtype, self.device)
         B, dev = cfg.max_batch, self.device
         self.cache = self.decoder.new_cache(B, self.cache_len)
         self.scratch = self.cache.scratch
@@ -587,3 +590,19 @@ class Engine:
             self.slots[t.slot] = None
             self.active[t.slot] = False
             self.pos[t.slot] = self.scratch
+
+
+def _flash_decode_kernel(shape, dtype: torch.dtype, device):
+    """flash-attn's ``flash_attn_with_kvcache`` when installed and it agrees with SDPA on our cache
+    layout (one check on random data); otherwise None, and the decode step uses SDPA."""
+    try:
+        from flash_attn import flash_attn_with_kvcache
+    except ImportError:
+        return None
+    why = check_flash_decode(flash_attn_with_kvcache, shape, dtype, device)
+    if why is not None:
+        import warnings
+
+        warnings.warn(f"engine: flash-attn's decode kernel disagrees with SDPA here ({why}); using SDPA")
+        return None
+    return flash_attn_with_kvcache

@@ -119,6 +119,8 @@ class _Block(nn.Module):
         pos: torch.Tensor,  # (B, T) long, where each token is written
         mask: torch.Tensor | None,  # (B, 1, T, Tk) additive (0 or -inf); None = causal over [0, T)
         kv_len: int,
+        lens: torch.Tensor | None = None,  # (B,) int32 keys per row, with ``flash`` (decode only)
+        flash=None,  # flash-attn's flash_attn_with_kvcache, or None for SDPA
     ) -> torch.Tensor:
         s = self.s
         B, T, _ = x.shape
@@ -130,29 +132,38 @@ class _Block(nn.Module):
         # advanced indices around a slice: the indexed view is (B, T, Hkv, hd)
         k_cache[rows, :, pos] = k
         v_cache[rows, :, pos] = v
-        kk, vv = k_cache[row0 : row0 + B, :, :kv_len], v_cache[row0 : row0 + B, :, :kv_len]  # (B, Hkv, Tk, hd)
+        att = self._attend(q, k_cache[row0 : row0 + B], v_cache[row0 : row0 + B], mask, kv_len, lens, flash)  # (B, T, H*hd)
+        x = self.o(att, residual=x)  # (B, T, D)
+        gate, up = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)  # (B, T, F) each
+        return self.down(F.silu(gate) * up, residual=x)
+
+    def _attend(self, q, k_rows, v_rows, mask, kv_len: int, lens, flash) -> torch.Tensor:
+        """Attention of ``q`` (B, T, H, hd) over cache rows ``k_rows``, ``v_rows`` (B, Hkv, Tc, hd); (B, T, H*hd)."""
+        s = self.s
+        B, T = q.shape[:2]
+        if flash is not None and T == 1:
+            # flash-attn's decode kernel reads the cache where it lies ((B, Tc, Hkv, hd) strides),
+            # the first lens[b] columns of row b, GQA heads in transformers' order
+            return flash(q, k_rows.transpose(1, 2), v_rows.transpose(1, 2), cache_seqlens=lens).reshape(B, T, -1)
+        kk, vv = k_rows[:, :, :kv_len], v_rows[:, :, :kv_len]  # (B, Hkv, Tk, hd)
         rep = s.heads // s.kv_heads
         if rep > 1 and T == 1:
             # decode with GQA: the rep query heads that share a KV head become rep query rows of
             # that head (head h = kv * rep + r, transformers' repeat_kv order). Same maths as
             # repeating K/V, without copying the cache; the mask (B, 1, 1, Tk) broadcasts.
             att = F.scaled_dot_product_attention(q.reshape(B, s.kv_heads, rep, s.head_dim), kk, vv, attn_mask=mask)
-            att = att.reshape(B, T, s.heads * s.head_dim)  # (B, 1, H*hd): a view
-        else:
-            gqa = rep > 1
-            if gqa and kk.is_cuda:
-                # expand KV heads so SDPA can use its fused (mem-efficient) kernel with a mask;
-                # enable_gqa with a mask would fall back to the unfused maths kernel on CUDA
-                kk = kk[:, :, None].expand(B, s.kv_heads, rep, kv_len, s.head_dim).reshape(B, s.heads, kv_len, s.head_dim)
-                vv = vv[:, :, None].expand(B, s.kv_heads, rep, kv_len, s.head_dim).reshape(B, s.heads, kv_len, s.head_dim)
-                gqa = False
-            att = F.scaled_dot_product_attention(
-                q.transpose(1, 2), kk, vv, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa
-            )  # (B, H, T, hd)
-            att = att.transpose(1, 2).reshape(B, T, s.heads * s.head_dim)  # (B, T, H*hd)
-        x = self.o(att, residual=x)  # (B, T, D)
-        gate, up = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)  # (B, T, F) each
-        return self.down(F.silu(gate) * up, residual=x)
+            return att.reshape(B, T, s.heads * s.head_dim)  # (B, 1, H*hd): a view
+        gqa = rep > 1
+        if gqa and kk.is_cuda:
+            # expand KV heads so SDPA can use its fused (mem-efficient) kernel with a mask;
+            # enable_gqa with a mask would fall back to the unfused maths kernel on CUDA
+            kk = kk[:, :, None].expand(B, s.kv_heads, rep, kv_len, s.head_dim).reshape(B, s.heads, kv_len, s.head_dim)
+            vv = vv[:, :, None].expand(B, s.kv_heads, rep, kv_len, s.head_dim).reshape(B, s.heads, kv_len, s.head_dim)
+            gqa = False
+        att = F.scaled_dot_product_attention(
+            q.transpose(1, 2), kk, vv, attn_mask=mask, is_causal=mask is None, enable_gqa=gqa
+        )  # (B, H, T, hd)
+        return att.transpose(1, 2).reshape(B, T, s.heads * s.head_dim)  # (B, T, H*hd)
 
 
 class Decoder(nn.Module):
@@ -169,6 +180,7 @@ class Decoder(nn.Module):
         self.register_buffer("sin", sin, persistent=False)  # (T_max, hd)
         # 0 .. T_max-1: rows and key positions are views of it, not a new tensor per step
         self.register_buffer("index", torch.arange(cos.shape[0]), persistent=False)  # (T_max,) long
+        self.flash_decode = None  # flash_attn_with_kvcache for decode steps (set by the engine), else SDPA
 
     @property
     def max_positions(self) -> int:
@@ -256,16 +268,40 @@ class Decoder(nn.Module):
         rows = self.index[row0 : row0 + B, None]  # (B, 1)
         cos = self.cos[pos][:, :, None, :]  # (B, T, 1, hd)
         sin = self.sin[pos][:, :, None, :]
-        mask = None
-        if not (causal and kv_len == T):
+        mask, lens, flash = None, None, self.flash_decode if T == 1 else None
+        if flash is not None:
+            lens = (pos[:, 0] + 1).to(torch.int32)  # (B,) row b attends to columns [0, lens[b])
+        elif not (causal and kv_len == T):
             allowed = self.index[None, None, :kv_len] <= pos[:, :, None]  # (B, T, Tk)
             # additive, built once per call: SDPA would convert a bool mask again in every layer
             mask = torch.full(allowed.shape, float("-inf"), dtype=x.dtype, device=x.device).masked_fill_(allowed, 0.0)
             mask = mask[:, None]  # (B, 1, T, Tk)
         for i, blk in enumerate(self.blocks):
-            x = blk(x, cos, sin, cache.k[i], cache.v[i], rows, row0, pos, mask, kv_len)
+            x = blk(x, cos, sin, cache.k[i], cache.v[i], rows, row0, pos, mask, kv_len, lens, flash)
         if out_index is None:
             h = x[:, -1]  # (B, D)
         else:
             h = x[self.index[:B], out_index]  # (B, D)
         return self.lm_head(self.norm(h)).float()  # (B, V)
+
+
+def check_flash_decode(flash, shape: DecoderShape, dtype: torch.dtype, device) -> str | None:
+    """Run ``flash`` (``flash_attn_with_kvcache``'s signature) once on random data in this decoder's
+    cache layout and compare it with SDPA; returns why it disagrees, or None when it agrees."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    B, Tc, H, Hkv, hd = 2, 64, shape.heads, shape.kv_heads, shape.head_dim
+    q = torch.randn(B, 1, H, hd, generator=g).to(device, dtype)  # (B, 1, H, hd)
+    kc, vc = (torch.randn(B, Hkv, Tc, hd, generator=g).to(device, dtype) for _ in range(2))  # (B, Hkv, Tc, hd)
+    lens = torch.tensor([5, 40], dtype=torch.int32, device=device)  # (B,)
+    try:
+        got = flash(q, kc.transpose(1, 2), vc.transpose(1, 2), cache_seqlens=lens).float()  # (B, 1, H, hd)
+    except Exception as e:  # noqa: BLE001 - any failure means: use SDPA
+        return f"{type(e).__name__}: {e}"
+    rep = H // Hkv
+    want = torch.stack([
+        F.scaled_dot_product_attention(q[b, 0].float().view(Hkv, rep, hd), kc[b, :, :n].float(), vc[b, :, :n].float())
+        for b, n in enumerate(lens.tolist())
+    ]).view(B, 1, H, hd)  # (B, 1, H, hd)
+    err = (got - want).abs().max().item() if got.shape == want.shape else float("inf")
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    return None if err <= tol else f"max |flash - SDPA| = {err:.3g} > {tol} (output {tuple(got.shape)})"
