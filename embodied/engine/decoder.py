@@ -70,7 +70,7 @@ class _RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One op: a fused kernel on CUDA (torch >= 2.8) where the written-out form is eight. Same
+        # One op (one fused kernel on CUDA in recent torch, not checked here), where the written-out form is eight. Same
         # formula as transformers' LlamaRMSNorm, computed in float32; in bf16/fp16 it rounds once,
         # after the weight, where transformers also rounds before it (the two differ by an ulp).
         return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
