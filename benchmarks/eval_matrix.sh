@@ -9,11 +9,14 @@ W=${2:-2}
 WHICH=${3:-all}
 OUT=benchmarks/results/eval
 E=".venv/bin/embodied eval episodes=$N workers=$W seed=0 progress=false"
+# An eval into a folder that already holds the same settings resumes (and runs nothing): clear the rows first.
 if [ "$WHICH" != model ]; then
+  rm -rf "$OUT"/oracle-* "$OUT"/random-L1
   for L in L1 L2 L3 L4; do $E planner=oracle level=$L out=$OUT/oracle-$L >/dev/null; done
   $E planner=random level=L1 out=$OUT/random-L1 >/dev/null
 fi
 if [ "$WHICH" != oracle ]; then
+  rm -rf "$OUT"/model-*
   for L in L1 L2 L3 L4; do $E planner=model level=$L out=$OUT/model-$L >/dev/null; done
   $E planner=model level=L1 ablate=frames out=$OUT/model-L1-ablate-frames >/dev/null
   $E planner=model level=L1 ablate=objects out=$OUT/model-L1-ablate-objects >/dev/null
