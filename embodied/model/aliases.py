@@ -86,7 +86,7 @@ def _names_in(text: str) -> set[str]:
 def _mentioned(observation: Observation, *texts: str) -> set[str]:
     """Every object name the observation (and ``texts``) perceives or mentions."""
     names = set(observation.detections)
-    for text in [observation.instruction, *observation.history, *observation.relations.values(), *texts]:
+    for text in [*_texts(observation), *texts]:
         names |= _names_in(text)
     return names
 
