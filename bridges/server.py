@@ -134,7 +134,7 @@ class InferenceServer:
         end = None if max_seconds is None else time.perf_counter() + max_seconds
         # The planner is loaded by now (the default model: ~350k Python objects). Freeze them out of
         # the cyclic collector, whose full collections would otherwise walk them all in the middle
-        # of a plan (294 ms on a 2-core VM; 0.01 ms frozen). close() unfreezes.
+        # of a plan (294-341 ms measured on a 2-core VM; 0.00 ms frozen). close() unfreezes.
         gc.collect()
         gc.freeze()
         self.log(f"serving planner {self.metadata['planner']!r} on {self.address}")
