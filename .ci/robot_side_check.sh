@@ -3,7 +3,8 @@
 #
 # 1. a clean virtual environment in a temp dir; install numpy, pyzmq, msgpack and this repo
 #    with --no-deps (no torch, transformers, pybullet, opencv, hydra);
-# 2. import every bridges module there and check that nothing heavy came in;
+# 2. import every bridges module, the ground (embodied.core) and the daemon command there and check
+#    that nothing heavy came in;
 # 3. a client in that environment does a round trip with a server from the main environment;
 # 4. the control daemon (robot=dry) runs there against that server for a few seconds.
 # Usage: .ci/robot_side_check.sh [python-for-the-server]   (default: .venv/bin/python)
@@ -35,18 +36,20 @@ cd "$TMP"  # import the installed package, not the source tree
 
 "$PY" - <<'EOF'
 import importlib, pkgutil, sys
-import bridges
+import bridges, embodied.core
 mods = sorted(m.name for m in pkgutil.iter_modules(bridges.__path__, "bridges."))
+mods += sorted(m.name for m in pkgutil.iter_modules(embodied.core.__path__, "embodied.core."))
+mods += ["embodied.commands.daemon"]  # the robot side's way in
 for m in mods:
     importlib.import_module(m)
 heavy = sorted({"torch", "transformers", "pybullet", "cv2", "hydra", "omegaconf", "gymnasium", "websockets"} & set(sys.modules))
 if heavy:
     sys.exit(f"robot side imported {heavy}")
-print(f"imported {len(mods)} bridges modules without heavy dependencies: {', '.join(mods)}")
+print(f"imported {len(mods)} modules (bridges, the ground, the daemon command) without heavy dependencies: {', '.join(mods)}")
 EOF
 
 # server in the main environment (any planner works; the trivial one needs nothing)
-(cd "$ROOT" && exec "$SERVER_PY" -m bridges.server planner=bridges.bench:TrivialPlanner "bind=tcp://127.0.0.1:*") \
+(cd "$ROOT" && exec "$SERVER_PY" -m embodied.commands.serve planner=bridges.bench:TrivialPlanner "bind=tcp://127.0.0.1:*") \
   >"$TMP/server.out" 2>"$TMP/server.err" &
 SERVER_PID=$!
 for _ in $(seq 100); do grep -q "listening on" "$TMP/server.out" 2>/dev/null && break; sleep 0.1; done
@@ -58,7 +61,7 @@ import sys, time
 import numpy as np
 from bridges.client import BridgeClient
 from bridges.remote import RemotePlanner
-from embodied.observation import Observation
+from embodied.core.observation import Observation
 obs = Observation({"front": np.zeros((224, 224, 3), np.uint8)}, np.zeros(15, np.float32), "put red cube in tray")
 with BridgeClient(sys.argv[1], "robot-side-check", timeout_s=10) as c:
     meta = c.hello()
@@ -72,7 +75,7 @@ planner.close()
 print(f"round trip with {meta['planner']!r} at {sys.argv[1]}: {steps} in {ms:.2f} ms")
 EOF
 
-"$PY" -m bridges.daemon robot=dry "server=$ADDRESS" "log=$TMP/daemon.jsonl" max_seconds=2 episodes=null hz=20
+"$PY" -m embodied.commands.daemon robot=dry "server=$ADDRESS" "log=$TMP/daemon.jsonl" max_seconds=2 episodes=null hz=20
 "$PY" - "$TMP/daemon.jsonl" <<'EOF'
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1])]

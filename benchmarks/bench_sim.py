@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def scene():
-    from envs.spec import BIN_HALF_EXTENTS, TRAY_HALF_EXTENTS, ContainerSpec, ObjectSpec, Placement, SceneSpec
+    from embodied.core.world import BIN_HALF_EXTENTS, TRAY_HALF_EXTENTS, ContainerSpec, ObjectSpec, Placement, SceneSpec
 
     objs = [ObjectSpec("red", "cube"), ObjectSpec("green", "cylinder"), ObjectSpec("blue", "triangle"),
             ObjectSpec("yellow", "hexagon"), ObjectSpec("purple", "pentagon")]
@@ -51,13 +51,13 @@ def bench_render(sizes) -> dict:
     for size in sizes:
         sim = TabletopSim(image_size=size)
         sim.load(scene())
-        ours = timed(lambda: sim._render(sim._view, sim._proj, True), 20)
+        ours = timed(lambda s=sim: s._render(s._view, s._proj, True), 20)
         # baseline: the same scene with the stock Panda visual meshes
         c = sim.client
         c.removeBody(sim.robot)
         c.setAdditionalSearchPath(pybullet_data.getDataPath())
         c.loadURDF("franka_panda/panda.urdf", useFixedBase=True)
-        stock = timed(lambda: sim._render(sim._view, sim._proj, True), 5)
+        stock = timed(lambda s=sim: s._render(s._view, s._proj, True), 5)
         sim.close()
         res[str(size)] = {"fps": 1 / ours, "stock_panda_fps": 1 / stock, "speedup": stock / ours}
         print(f"render {size}x{size}: {1 / ours:7.1f} fps  (stock Panda meshes {1 / stock:6.1f} fps, x{stock / ours:.1f})")
@@ -76,8 +76,8 @@ def bench_render(sizes) -> dict:
 
 
 def bench_physics() -> dict:
+    from embodied.core.world import SceneSpec
     from envs.sim import TabletopSim
-    from envs.spec import SceneSpec
 
     sim = TabletopSim()
     res = {}
@@ -96,8 +96,8 @@ def bench_physics() -> dict:
 
 
 def bench_skills() -> dict:
+    from embodied.core.skills import SkillController
     from envs.sim import TabletopSim
-    from policies.controller import SkillController
 
     sim = TabletopSim()
     steps = ["put blue triangle on red cube", "put green cylinder in tray", "move yellow hexagon to top right",

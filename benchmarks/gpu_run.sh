@@ -42,10 +42,10 @@ part() {  # part <name> <seconds> <command...>
 }
 
 part test "${TEST_LIMIT:-90}" $PY -m pytest tests/test_engine.py -m gpu -q -p no:cacheprovider -x
-part engine "${ENGINE_LIMIT:-330}" $PY -m embodied.cli bench engine device=cuda models=both "batch=[1,8]" repeats="$REPEATS" warmup=3 out="$OUT"
-part nocompile "${NOCOMPILE_LIMIT:-150}" $PY -m embodied.cli bench engine device=cuda models=both batch=1 repeats="$REPEATS" warmup=3 \
+part engine "${ENGINE_LIMIT:-330}" $PY -m embodied.commands.cli bench engine device=cuda models=both "batch=[1,8]" repeats="$REPEATS" warmup=3 out="$OUT"
+part nocompile "${NOCOMPILE_LIMIT:-150}" $PY -m embodied.commands.cli bench engine device=cuda models=both batch=1 repeats="$REPEATS" warmup=3 \
     compile=false baseline=false out="$OUT/no_compile"
-part train "$(awk "BEGIN {print int($TRAIN_MINUTES * 60 + 75)}")" $PY -m embodied.cli train data="$DATA" out="$OUT/train" device=cuda \
+part train "$(awk "BEGIN {print int($TRAIN_MINUTES * 60 + 75)}")" $PY -m embodied.commands.cli train data="$DATA" out="$OUT/train" device=cuda \
     max_minutes="$TRAIN_MINUTES" progress=false $TRAIN_ARGS
 if [ -f "$OUT/engine.json" ]; then
     $PY - "$OUT" <<'PY'

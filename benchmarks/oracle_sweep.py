@@ -117,7 +117,7 @@ def _write(args, rows, failures, t_start, argv, final: bool) -> dict:
 
 def main(argv=None) -> int:
     from envs.tabletop_env import TabletopEnv
-    from envs.tasks import TASKS
+    from envs.tasks import TASKS, oracle_plan
     from policies.oracle import OraclePlanner
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
         name = "oracle_sweep_perturbed.json" if args.perturb else "oracle_sweep.json"
         args.out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", name)
 
-    planner = OraclePlanner()
+    planner = OraclePlanner(oracle_plan)
     rows, failures = [], {}
     t_start = time.time()
     # levels outer: L1 for every family completes first

@@ -1,4 +1,4 @@
-"""``embodied bench bridge out=<dir> repeats=<n>``: bridge latency and throughput on loopback.
+"""Bridge latency and throughput on loopback (``embodied bench bridge`` runs ``run``).
 
 One observation = a 224x224 RGB frame + a state vector, answered by a trivial planner
 (one ``done`` step), server in its own process. Measured in the same run, interleaved in
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import multiprocessing as mp
 import os
 import platform
@@ -28,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from embodied.observation import STATE_SIZE, Observation
-from embodied.plan import DONE
+from embodied.core.observation import STATE_SIZE, Observation
+from embodied.core.plan import DONE
+
+_log = logging.getLogger("embodied.bench")
 
 DEFAULTS = {"out": "benchmarks/results/", "repeats": 2000, "warmup": 200, "rounds": 5, "robots": 8,
             "throughput_s": 3.0, "jpeg_quality": 90, "size": 224}
@@ -64,7 +67,7 @@ def test_image(size: int, seed: int = 0) -> np.ndarray:
 
 
 def _serve_ours(conn) -> None:
-    from bridges.server import InferenceServer  # noqa: PLC0415
+    from bridges.server import InferenceServer
 
     server = InferenceServer(TrivialPlanner(), "tcp://127.0.0.1:*", log=lambda m: None)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
@@ -76,9 +79,9 @@ def _serve_ours(conn) -> None:
 
 
 def _serve_zmq_echo(conn) -> None:
-    import zmq  # noqa: PLC0415
+    import zmq
 
-    from bridges.sockets import recv_frames, send_frames  # noqa: PLC0415
+    from bridges.sockets import recv_frames, send_frames
 
     sock = zmq.Context().socket(zmq.ROUTER)
     sock.setsockopt(zmq.SNDBUF, 4 << 20)  # the same socket settings as the inference server
@@ -91,10 +94,10 @@ def _serve_zmq_echo(conn) -> None:
 
 
 def _serve_websockets(conn) -> None:
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
-    import msgpack  # noqa: PLC0415
-    import websockets  # noqa: PLC0415
+    import msgpack
+    import websockets
 
     planner = TrivialPlanner()
 
@@ -158,7 +161,7 @@ def _time_ours(client, obs, n: int) -> list[float]:
 
 
 def _time_websockets(ws, obs, n: int) -> list[float]:
-    import msgpack  # noqa: PLC0415
+    import msgpack
 
     frame = obs.frames["front"]
     out = []
@@ -174,7 +177,7 @@ def _time_websockets(ws, obs, n: int) -> list[float]:
 
 
 def _time_echo(sock, frames: list, n: int) -> list[float]:
-    from bridges.sockets import recv_frames, send_frames  # noqa: PLC0415
+    from bridges.sockets import recv_frames, send_frames
 
     out = []
     for _ in range(n):
@@ -188,9 +191,9 @@ def _time_echo(sock, frames: list, n: int) -> list[float]:
 
 
 def _throughput(address: str, obs, robots: int, seconds: float) -> float:
-    import zmq  # noqa: PLC0415
+    import zmq
 
-    from bridges.client import BridgeClient  # noqa: PLC0415
+    from bridges.client import BridgeClient
 
     clients = [BridgeClient(address, f"bench{i}") for i in range(robots)]
     poller = zmq.Poller()
@@ -217,12 +220,11 @@ def _throughput(address: str, obs, robots: int, seconds: float) -> float:
 
 def run(out: str = DEFAULTS["out"], repeats: int = 2000, warmup: int = 200, rounds: int = 5, robots: int = 8,
         throughput_s: float = 3.0, jpeg_quality: int = 90, size: int = 224) -> dict:
-    from websockets.sync.client import connect  # noqa: PLC0415
+    import zmq
+    from websockets.sync.client import connect
 
-    import zmq  # noqa: PLC0415
-
-    from bridges.client import BridgeClient  # noqa: PLC0415
-    from bridges.protocol import observation_message  # noqa: PLC0415
+    from bridges.client import BridgeClient
+    from bridges.protocol import observation_message
 
     obs = Observation({"front": test_image(size)}, np.linspace(-1, 1, STATE_SIZE, dtype=np.float32),
                       "put red cube on blue cube")
@@ -265,7 +267,7 @@ def run(out: str = DEFAULTS["out"], repeats: int = 2000, warmup: int = 200, roun
         _stop(ours_proc)
         _stop(ws_proc)
         _stop(echo_proc)
-    import cv2  # noqa: PLC0415
+    import cv2
 
     jpeg_bytes = len(cv2.imencode(".jpg", obs.frames["front"], [int(cv2.IMWRITE_JPEG_QUALITY), jpeg_quality])[1])
     ours_raw, ours_jpeg, base = _stats(samples["raw"]), _stats(samples["jpeg"]), _stats(samples["ws"])
@@ -285,28 +287,13 @@ def run(out: str = DEFAULTS["out"], repeats: int = 2000, warmup: int = 200, roun
     path = Path(out) / "bridge.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"bridge round trip, {size}x{size}x3 frame + state[{STATE_SIZE}], trivial planner, loopback, "
+    _log.info(f"bridge round trip, {size}x{size}x3 frame + state[{STATE_SIZE}], trivial planner, loopback, "
           f"{len(samples['raw'])} requests each:")
-    print(f"  ours raw          p50 {ours_raw['p50_ms']:.3f} ms  p99 {ours_raw['p99_ms']:.3f} ms")
-    print(f"  ours jpeg (q{jpeg_quality})    p50 {ours_jpeg['p50_ms']:.3f} ms  p99 {ours_jpeg['p99_ms']:.3f} ms  ({jpeg_bytes} B/frame)")
-    print(f"  websockets+msgpack p50 {base['p50_ms']:.3f} ms  p99 {base['p99_ms']:.3f} ms")
-    print(f"  bare zmq echo      p50 {floor['p50_ms']:.3f} ms  p99 {floor['p99_ms']:.3f} ms  (transport floor: no protocol, no planner)")
-    print(f"  speedup p50 (websockets / ours raw): {result['speedup_p50']:.2f}x")
-    print(f"  throughput, {robots} robots: {throughput:.0f} plans/s")
-    print(f"wrote {path}")
+    _log.info(f"  ours raw          p50 {ours_raw['p50_ms']:.3f} ms  p99 {ours_raw['p99_ms']:.3f} ms")
+    _log.info(f"  ours jpeg (q{jpeg_quality})    p50 {ours_jpeg['p50_ms']:.3f} ms  p99 {ours_jpeg['p99_ms']:.3f} ms  ({jpeg_bytes} B/frame)")
+    _log.info(f"  websockets+msgpack p50 {base['p50_ms']:.3f} ms  p99 {base['p99_ms']:.3f} ms")
+    _log.info(f"  bare zmq echo      p50 {floor['p50_ms']:.3f} ms  p99 {floor['p99_ms']:.3f} ms  (transport floor: no protocol, no planner)")
+    _log.info(f"  speedup p50 (websockets / ours raw): {result['speedup_p50']:.2f}x")
+    _log.info(f"  throughput, {robots} robots: {throughput:.0f} plans/s")
+    _log.info(f"wrote {path}")
     return result
-
-
-def main(cfg) -> dict:
-    """``embodied bench bridge out=<dir> repeats=<n>``."""
-    kw = {k: cfg.get(k, v) for k, v in DEFAULTS.items()}
-    kw["out"] = kw["out"] or DEFAULTS["out"]
-    return run(**kw)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    from bridges.config import parse_overrides
-
-    main(parse_overrides(sys.argv[1:], DEFAULTS))

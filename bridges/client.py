@@ -18,9 +18,9 @@ import zmq
 
 from bridges.protocol import REPLY_TYPES, check_reply, observation_message, pack, unpack
 from bridges.sockets import NOBLOCK, recv_frames, send_frames
-from embodied.errors import BridgeTimeoutError, ProtocolError, RemoteError
-from embodied.observation import Observation
-from embodied.plan import PlanStep, parse_step
+from embodied.core.errors import BridgeTimeoutError, ProtocolError, RemoteError
+from embodied.core.observation import Observation
+from embodied.core.plan import PlanStep, parse_step
 
 
 @dataclass
@@ -123,7 +123,7 @@ class BridgeClient:
 
     def _check_refused(self) -> None:
         if self._monitor is not None and self._monitor.poll(0):
-            from zmq.utils.monitor import recv_monitor_message  # noqa: PLC0415
+            from zmq.utils.monitor import recv_monitor_message
 
             event = recv_monitor_message(self._monitor)
             if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:

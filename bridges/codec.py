@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from embodied.errors import ProtocolError
+from embodied.core.errors import ProtocolError
 
 CODECS = ("raw", "jpeg")
 # role -> (allowed dtypes, ndim, required last dim or None)
@@ -27,7 +27,7 @@ _NAMES = {d: n for n, d in _DTYPES.items()}  # dtype.name is slow on the hot pat
 
 def _cv2():
     try:
-        import cv2  # noqa: PLC0415 - optional, only for JPEG
+        import cv2  # optional, only for JPEG
     except ImportError as e:  # pragma: no cover - exercised on the robot-side CI venv
         raise ProtocolError(
             "JPEG frames need opencv on this computer (pip install opencv-python-headless); or send codec=raw",

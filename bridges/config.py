@@ -1,6 +1,6 @@
 """Plain ``key=value`` configuration for the robot side, where hydra may not be installed.
 
-``python -m bridges.daemon robot=dry server=tcp://host:5555 watchdog_s=0.5`` builds the
+``python -m embodied.commands.daemon robot=dry server=tcp://host:5555 watchdog_s=0.5`` builds the
 same settings that ``embodied daemon ...`` composes from configs/daemon.yaml; the defaults
 live beside each ``main`` and tests check that they match the YAML files.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 
-from embodied.errors import ConfigError
+from embodied.core.errors import ConfigError
 
 
 def _value(text: str):

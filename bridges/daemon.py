@@ -1,4 +1,4 @@
-"""The robot control daemon: ``embodied daemon robot=sim server=tcp://host:5555``.
+"""The robot control loop (``embodied daemon robot=sim server=tcp://host:5555`` runs it).
 
 A fixed-rate control loop (``hz``) that observes, asks the server for a plan, executes the
 first streamed step through the robot (on an executor thread, so the loop keeps ticking),
@@ -23,43 +23,13 @@ from __future__ import annotations
 import gc
 import json
 import os
-import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, fields
 
-from bridges.client import BridgeClient, Faults, Reply
-from bridges.config import section
-from bridges.robot import Robot, StepOutcome, make_robot
-from embodied.errors import ConfigError, EmbodiedError
-
-DEFAULTS = {
-    "robot": "sim",
-    "server": "tcp://127.0.0.1:5555",
-    "robot_id": "robot0",
-    "hz": 20.0,
-    "watchdog_s": 1.0,
-    "heartbeat_s": 0.2,
-    "stale_s": 1.0,
-    "deadline_ms": 2000.0,
-    "codec": "raw",
-    "backoff_s": 0.1,
-    "backoff_max_s": 2.0,
-    "episodes": 1,
-    "max_seconds": None,
-    "max_repeats": None,
-    "log": "runs/daemon.jsonl",
-    "rate_log_s": 1.0,
-    "echo": False,
-    "latency_ms": 0.0,
-    "jitter_ms": 0.0,
-    "loss": 0.0,
-    "curve": {"server_key": None, "client_key": None},
-    "sim": {"task": "stack", "level": "L1", "split": "test", "seed": 0, "realtime": True, "image_size": 128},
-    "dry": {"cameras": {"front": [224, 224]}, "instruction": "put red cube on blue cube", "step_s": 0.2},
-    "robot_args": {},
-}
+from bridges.client import BridgeClient, Reply
+from embodied.core.errors import ConfigError, EmbodiedError
+from embodied.core.protocols import Robot, StepOutcome
 
 
 @dataclass
@@ -99,7 +69,7 @@ class JsonlLog:
         self.f = None
         if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self.f = open(path, "a", buffering=1)  # noqa: SIM115 - closed in close()
+            self.f = open(path, "a", buffering=1)  # closed in close()
 
     def __call__(self, event: str, **data) -> None:
         line = json.dumps({"t": round(time.time(), 6), "event": event, **self.common, **data}, default=str)
@@ -305,7 +275,7 @@ class Daemon:
         self.log("plan", **{k: v for k, v in self.exec_info.items() if k != "obs_time"})
         try:
             self.exec_result = self.robot.execute(step)
-        except Exception as e:  # noqa: BLE001 - a driver error must not kill the loop; hold instead
+        except Exception as e:  # a driver error must not kill the loop; hold instead
             self.exec_result = StepOutcome(False, f"{type(e).__name__}: {e}")
             self.exec_result.crashed = True  # type: ignore[attr-defined]
         self.exec_info["duration_s"] = round(time.time() - started, 3)
@@ -417,38 +387,3 @@ class Daemon:
                  achieved_hz=round(self.counts["ticks"] / elapsed, 3) if elapsed > 0 else 0.0,
                  target_hz=self.s.hz, **self.counts)
         return 0
-
-
-def build(cfg) -> tuple[Daemon, JsonlLog]:
-    """A daemon (robot, client, log) from a config mapping (see configs/daemon.yaml)."""
-    curve = section(cfg, "curve")
-    keys = None
-    if curve.get("client_key") or curve.get("server_key"):
-        from bridges.keys import client_keys  # noqa: PLC0415
-
-        keys = client_keys(curve.get("client_key"), curve.get("server_key"))
-    faults = Faults(float(cfg.get("latency_ms") or 0), float(cfg.get("jitter_ms") or 0), float(cfg.get("loss") or 0))
-    robot_id = cfg.get("robot_id", "robot0")
-    client = BridgeClient(cfg.get("server", DEFAULTS["server"]), robot_id, codec=cfg.get("codec", "raw"),
-                          keys=keys, faults=faults)
-    log = JsonlLog(cfg.get("log"), echo=bool(cfg.get("echo", False)), robot_id=robot_id)
-    return Daemon(make_robot(cfg), client, Settings.from_config(cfg), log), log
-
-
-def main(cfg) -> int:
-    """``embodied daemon robot=sim server=tcp://host:5555 [hz=20 watchdog_s=1 stale_s=1 ...]``."""
-    daemon, log = build(cfg)
-    signal.signal(signal.SIGUSR1, lambda *_: daemon.request_estop("SIGUSR1"))
-    signal.signal(signal.SIGINT, lambda *_: daemon.request_shutdown("SIGINT"))
-    signal.signal(signal.SIGTERM, lambda *_: daemon.request_shutdown("SIGTERM"))
-    try:
-        return daemon.run()
-    finally:
-        daemon.robot.close()
-        log.close()
-
-
-if __name__ == "__main__":  # pragma: no cover - `embodied daemon` is the usual way in
-    from bridges.config import parse_overrides
-
-    sys.exit(main(parse_overrides(sys.argv[1:], DEFAULTS)))

@@ -20,7 +20,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
-from embodied.errors import ConfigError
+from embodied.core.errors import ConfigError
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _load(path, need_secret: bool) -> tuple[bytes, bytes | None]:
         raise ConfigError(f"key file {path} not found; create keys with `embodied keygen out=<dir>`")
     try:
         public, secret = zmq.auth.load_certificate(path)
-    except Exception as e:  # noqa: BLE001 - zmq raises ValueError/OSError on a bad file
+    except Exception as e:  # zmq raises ValueError/OSError on a bad file
         raise ConfigError(f"key file {path} is not a ZeroMQ certificate ({e})") from None
     if need_secret and not secret:
         raise ConfigError(f"{path} holds no secret key; pass the *.key_secret file")
@@ -82,21 +82,3 @@ def client_keys(secret_file, server_public_file) -> ClientKeys:
     public, secret = _load(secret_file, need_secret=True)
     server_public, _ = _load(server_public_file, need_secret=False)
     return ClientKeys(public, secret, server_public)
-
-
-def main(cfg) -> dict[str, str]:
-    """``embodied keygen out=<dir> [clients=[a,b]]``: write keys and print where they went."""
-    out = cfg.get("out") or "keys"
-    clients = tuple(cfg.get("clients") or ("client",))
-    paths = generate(out, clients)
-    for k, v in paths.items():
-        print(f"{k}: {v}")
-    return paths
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    from bridges.config import parse_overrides
-
-    main(parse_overrides(sys.argv[1:], {"out": "keys", "clients": ["client"]}))

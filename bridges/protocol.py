@@ -19,8 +19,8 @@ import numpy as np
 from zmq import Frame as zmq_Frame
 
 from bridges.codec import check_specs, decode_checked, encode_array
-from embodied.errors import ProtocolError
-from embodied.observation import Observation
+from embodied.core.errors import ProtocolError
+from embodied.core.observation import Observation
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # whole message (header + blobs); configurable per server
@@ -70,7 +70,7 @@ def unpack(frames, max_bytes: int = MAX_MESSAGE_BYTES, expect: tuple[str, ...] =
         raise ProtocolError(f"header is {bufs[0].nbytes} bytes; the limit is {MAX_HEADER_BYTES}", code="too_large")
     try:
         header = _unpack_header(bufs[0])
-    except Exception as e:  # msgpack raises several types on garbage  # noqa: BLE001
+    except Exception as e:  # msgpack raises several types on garbage
         raise ProtocolError(f"header is not valid msgpack ({type(e).__name__}: {e})", code="bad_header") from None
     if type(header) is not dict:
         raise ProtocolError(f"header must be a msgpack map, got {type(header).__name__}", code="bad_header")

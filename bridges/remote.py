@@ -13,9 +13,9 @@ import contextlib
 from typing import Iterator
 
 from bridges.client import BridgeClient, Faults
-from embodied.errors import BridgeTimeoutError, ProtocolError, RemoteError
-from embodied.observation import Observation
-from embodied.plan import PlanStep
+from embodied.core.errors import BridgeTimeoutError, ProtocolError, RemoteError
+from embodied.core.observation import Observation
+from embodied.core.plan import PlanStep
 
 RETRYABLE_CODES = ("deadline_exceeded",)
 
@@ -41,10 +41,10 @@ class RemotePlanner:
         keys=None,  # or a ready bridges.keys.ClientKeys
     ):
         if keys is None and (server_key or client_key):
-            from bridges.keys import client_keys  # noqa: PLC0415
+            from bridges.keys import client_keys
 
             if not (server_key and client_key):
-                from embodied.errors import ConfigError  # noqa: PLC0415
+                from embodied.core.errors import ConfigError
 
                 raise ConfigError("CurveZMQ needs both server_key (server.key) and client_key (client.key_secret)")
             keys = client_keys(client_key, server_key)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import collections
 import gc
-import signal
-import sys
+import logging
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -26,32 +25,21 @@ from typing import Iterator
 import msgpack
 import zmq
 
-from bridges.config import section
 from bridges.protocol import (
-    MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode_observation, error_message, pack, unpack,
+    MAX_HEADER_BYTES,
+    MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
+    decode_observation,
+    error_message,
+    pack,
+    unpack,
 )
 from bridges.sockets import EVENTS, NOBLOCK, POLLIN, readable, recv_frames, send_frames
-from embodied.errors import EmbodiedError, ProtocolError
-from embodied.observation import STATE_SIZE
-from embodied.planner import Planner
+from embodied.core.errors import ConfigError, EmbodiedError, ProtocolError
+from embodied.core.observation import STATE_SIZE
+from embodied.core.protocols import PRIVILEGED_PLANNERS, Planner
 
-DEFAULTS = {
-    "planner": "oracle",
-    "planner_args": {},
-    "model_dir": "checkpoints/default",
-    "device": "cpu",
-    "keep_patches": None,
-    "object_aliases": True,
-    "cpu_compile": False,
-    "bind": "tcp://127.0.0.1:5555",
-    "max_message_bytes": MAX_MESSAGE_BYTES,
-    "default_deadline_ms": None,
-    "concurrent_plans": 1,
-    "curve": {"secret_key": None, "authorized": None},
-    "max_seconds": None,
-}
-
-
+_log = logging.getLogger("embodied.server")
 _IDLE_WAIT_MS = 50  # how long an idle server waits in recv before it checks stop() and max_seconds
 
 
@@ -97,7 +85,7 @@ class InferenceServer:
         self.max_message_bytes = int(max_message_bytes)
         self.default_deadline_ms = default_deadline_ms
         self.concurrent_plans = max(1, int(concurrent_plans))
-        self.log = log or (lambda msg: print(f"[server] {msg}", file=sys.stderr, flush=True))
+        self.log = log or _log.info
         self.stats = _Stats()
         self.pending: collections.deque[_Request] = collections.deque()
         self.active: list[_Request] = []
@@ -115,7 +103,7 @@ class InferenceServer:
         # Hard per-frame cap (the peer is disconnected above it); below it, unpack() replies 'too_large'.
         self.sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.max_message_bytes + MAX_HEADER_BYTES)
         if keys is not None:
-            from zmq.auth.thread import ThreadAuthenticator  # noqa: PLC0415
+            from zmq.auth.thread import ThreadAuthenticator
 
             self._auth = ThreadAuthenticator(self.ctx)
             self._auth.start()
@@ -123,7 +111,15 @@ class InferenceServer:
             self.sock.curve_secretkey = keys.secret
             self.sock.curve_publickey = keys.public
             self.sock.curve_server = True
-        self.sock.bind(address)
+        try:
+            self.sock.bind(address)
+        except zmq.ZMQError as e:
+            self.sock.close(0)
+            if self._auth is not None:
+                self._auth.stop()
+            self.ctx.term()
+            raise ConfigError(f"cannot bind to {address!r}: {e.strerror}; use tcp://<interface>:<port>, "
+                              "e.g. tcp://127.0.0.1:5555, tcp://*:5555 or tcp://127.0.0.1:* (a free port)") from e
         self.address = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.metadata = self._metadata()
 
@@ -182,8 +178,6 @@ class InferenceServer:
     # ------------------------------------------------------------ internals
 
     def _metadata(self) -> dict:
-        from embodied.planners import PRIVILEGED_PLANNERS  # noqa: PLC0415 - a light module
-
         cams = getattr(self.planner, "cameras", None)
         name = str(getattr(self.planner, "name", type(self.planner).__name__))
         return {
@@ -254,7 +248,7 @@ class InferenceServer:
                 self._estop(identity, robot, seq, header, timing)
         except ProtocolError as e:
             self._error(identity, e.code, str(e), robot, seq or getattr(e, "seq", 0))
-        except Exception as e:  # noqa: BLE001 - the server must keep serving
+        except Exception as e:  # the server must keep serving
             self.log(f"internal error on a request: {type(e).__name__}: {e}\n{traceback.format_exc()}")
             self._error(identity, "internal", f"{type(e).__name__}: {e}", robot, seq)
 
@@ -300,7 +294,7 @@ class InferenceServer:
         if req.gen is not None:
             try:
                 req.gen.close()
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 self.log(f"planner raised on close: {e}")
 
     def _schedule(self) -> None:
@@ -315,7 +309,7 @@ class InferenceServer:
             req.t_start = now
             try:
                 req.gen = iter(self.planner.plan(req.obs))
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 self._planner_error(req, e)
                 continue
             self.active.append(req)
@@ -344,7 +338,7 @@ class InferenceServer:
             self._send(req.identity, pack({"type": "end", "robot": req.robot, "seq": req.seq, "n_steps": req.n,
                                            "server": self._timing(req)}))
             return
-        except Exception as e:  # noqa: BLE001 - a planner bug must not stop the server
+        except Exception as e:  # a planner bug must not stop the server
             self._planner_error(req, e)
             return
         req.infer_s += time.perf_counter() - t0
@@ -363,57 +357,3 @@ class InferenceServer:
             self.stats.plans += 1
         self._send(req.identity, pack({"type": "step", "robot": req.robot, "seq": req.seq, "index": req.n - 1,
                                        "text": text, "final": final, "server": self._timing(req)}))
-
-
-# ---------------------------------------------------------------- entry point
-
-
-def load_planner(spec, cfg=None, args: dict | None = None) -> Planner:
-    """A planner from a config: a name for ``embodied.planners.make_planner``, or
-    ``module:callable`` (called with ``planner_args``; for your own planners and tests)."""
-    if not isinstance(spec, str) and hasattr(spec, "get"):  # a hydra config group node
-        spec = spec.get("name")
-    if not isinstance(spec, str) or not spec:
-        from embodied.errors import ConfigError  # noqa: PLC0415
-
-        raise ConfigError("set planner=<name> (oracle, model, ...) or planner=module:callable")
-    if ":" in spec:
-        import importlib  # noqa: PLC0415
-
-        module, _, attr = spec.partition(":")
-        return getattr(importlib.import_module(module), attr)(**(args or {}))
-    from embodied.planners import make_planner  # noqa: PLC0415 - pulls in the planner's own dependencies
-
-    return make_planner(spec, cfg)
-
-
-def main(cfg) -> None:
-    """``embodied serve planner=<name> bind=tcp://*:5555 [curve.secret_key=... curve.authorized=...]``."""
-    curve = section(cfg, "curve")
-    keys = None
-    if curve.get("secret_key"):
-        from bridges.keys import server_keys  # noqa: PLC0415
-
-        keys = server_keys(curve["secret_key"], curve.get("authorized"))
-    server = InferenceServer(
-        load_planner(cfg.get("planner"), cfg, section(cfg, "planner_args")),
-        cfg.get("bind", DEFAULTS["bind"]),
-        max_message_bytes=cfg.get("max_message_bytes", MAX_MESSAGE_BYTES),
-        default_deadline_ms=cfg.get("default_deadline_ms"),
-        concurrent_plans=cfg.get("concurrent_plans", 1),
-        keys=keys,
-    )
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: server.stop())
-    print(f"[server] listening on {server.address}", flush=True)
-    try:
-        server.serve(max_seconds=cfg.get("max_seconds"))
-    finally:
-        server.close()
-        print(f"[server] stopped; {server.health()}", flush=True)
-
-
-if __name__ == "__main__":  # pragma: no cover - `embodied serve` is the usual way in
-    from bridges.config import parse_overrides
-
-    main(parse_overrides(sys.argv[1:], DEFAULTS))

@@ -1,7 +1,7 @@
 """Generalisation levels L1-L4 and their train/test partitions (deterministic, no randomness).
 
 Every level has two splits. ``split="train"`` only ever yields training content: training
-colours and shapes (``embodied.vocab.TRAIN_COLOURS`` x ``TRAIN_SHAPES``) minus the held-out
+colours and shapes (``embodied.core.vocab.TRAIN_COLOURS`` x ``TRAIN_SHAPES``) minus the held-out
 colour-shape combinations, the families' training phrasings and their base compositions.
 Training data generation uses only train splits. ``split="test"`` yields the level's test
 content:
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embodied.errors import ConfigError
-from embodied.vocab import COLOURS, SHAPES, TRAIN_COLOURS, TRAIN_SHAPES, UNSEEN_COLOURS, UNSEEN_SHAPES
+from embodied.core.errors import ConfigError
+from embodied.core.vocab import COLOURS, SHAPES, TRAIN_COLOURS, TRAIN_SHAPES, UNSEEN_COLOURS, UNSEEN_SHAPES
 
 SPLITS: tuple[str, ...] = ("train", "test")
 
@@ -77,25 +77,6 @@ def is_heldout_combo(colour: str, shape: str) -> bool:
 def is_training_object(colour: str, shape: str) -> bool:
     """The object may appear in training data."""
     return (colour, shape) in TRAIN_COMBOS
-
-
-def is_heldout_phrasing(family: str, template: str) -> bool:
-    """The instruction template (or a rendered instruction) is never used in training for ``family``."""
-    from envs.tasks import get_task  # envs.tasks imports this module
-
-    task = get_task(family)
-    return template in task.heldout_templates() or any(
-        _renders(t, template) for t in task.heldout_templates()
-    )
-
-
-def _renders(template: str, text: str) -> bool:
-    """Whether ``text`` could be ``template`` with its {fields} filled in."""
-    import re
-
-    pattern = re.escape(template)
-    pattern = re.sub(r"\\\{[a-z0-9_]+\\\}", ".+?", pattern)
-    return re.fullmatch(pattern, text) is not None
 
 
 @dataclass(frozen=True)

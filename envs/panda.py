@@ -1,4 +1,4 @@
-"""The simulated Franka Panda, implementing ``embodied.planner.Arm``.
+"""The simulated Franka Panda, implementing ``embodied.core.protocols.Arm``.
 
 ``move_to`` solves pybullet IK (with rest poses for the null space) along interpolated
 Cartesian waypoints and drives the joints with position control, stepping the simulation
@@ -20,7 +20,7 @@ import math
 import numpy as np
 import pybullet
 
-from embodied.planner import ArmState, Pose
+from embodied.core.protocols import ArmState, Pose
 
 ARM_JOINTS = tuple(range(7))
 FINGER_JOINTS = (9, 10)
@@ -61,7 +61,7 @@ class PandaArm:
         movable = [j for j, i in enumerate(info) if i[2] != pybullet.JOINT_FIXED]  # 7 arm + 2 fingers
         self._lower = [info[j][8] for j in movable]
         self._upper = [info[j][9] for j in movable]
-        self._ranges = [u - l for l, u in zip(self._lower, self._upper)]
+        self._ranges = [hi - lo for lo, hi in zip(self._lower, self._upper)]
         self._rest = list(REST_JOINTS) + [0.04, 0.04]
         for j, q in zip(ARM_JOINTS, HOME_JOINTS):
             self.c.resetJointState(self.robot, j, q)

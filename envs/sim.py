@@ -23,10 +23,10 @@ import pybullet
 import pybullet_data
 from pybullet_utils.bullet_client import BulletClient
 
-from embodied.errors import ConfigError
-from embodied.vocab import COLOUR_RGBA, SHAPE_SIDES
+from embodied.core.errors import ConfigError
+from embodied.core.vocab import COLOUR_RGBA, SHAPE_SIDES
+from embodied.core.world import CONTAINER_FLOOR, TABLE_Z, ContainerSpec, ObjectSpec, SceneSpec, WorldState
 from envs.panda import HZ, PandaArm
-from envs.spec import CONTAINER_FLOOR, TABLE_Z, ContainerSpec, ObjectSpec, SceneSpec, WorldState
 
 TIME_STEP = 1.0 / HZ
 TABLE_RGBA = (0.82, 0.78, 0.70, 1.0)

@@ -11,10 +11,10 @@ objects settle and checks the task's success predicate.
 - reward 1.0 on the step that reaches success, else 0.
 
 Observation dict: ``image`` (H, W, 3) uint8 front camera, ``state`` (15,) float32 (layout in
-``embodied.observation``), ``instruction`` text, plus ``depth`` (H, W) float32 metres,
+``embodied.core.observation``), ``instruction`` text, plus ``depth`` (H, W) float32 metres,
 ``wrist_image`` / ``wrist_depth`` when enabled. ``grasp_assist=True`` attaches a pinched
 object to the hand while it is held (default: friction only); see ``envs.panda``. ``env.unwrapped.observation()`` gives the
-full ``embodied.observation.Observation`` (frames, history, detections, privileged).
+full ``embodied.core.observation.Observation`` (frames, history, detections, privileged).
 """
 
 from __future__ import annotations
@@ -26,21 +26,20 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from embodied.errors import ConfigError, EmbodiedError
-from embodied.observation import STATE_SIZE, Observation
-from embodied.plan import parse_step, validate_step
+from embodied.core.errors import ConfigError, EmbodiedError
+from embodied.core.observation import STATE_SIZE, Observation
+from embodied.core.plan import parse_step, validate_step
+from embodied.core.skills import SkillController
+from embodied.core.world import WorldState
+from envs.levels import check as check_level
 from envs.sim import FRONT_CAMERA, TabletopSim
-from envs.spec import WorldState
 from envs.tasks import Episode, Task, get_task, make_privileged
-from policies.controller import SkillController
 
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " .,;:'\"!?-()/&"
 ACTION_CHARSET = string.ascii_lowercase + " "
 MAX_INSTRUCTION = 256
 MAX_ACTION = 96
 STATE_BOUND = 4.0  # |state| entries: joint angles (rad), metres, quaternion; all well inside
-LEVELS = ("L1", "L2", "L3", "L4")
-SPLITS = ("train", "test")
 
 
 class TabletopEnv(gym.Env):
@@ -61,7 +60,7 @@ class TabletopEnv(gym.Env):
         grasp_assist: bool = False,
     ):
         self.task = get_task(task) if isinstance(task, str) else task
-        _check_level(level, split)
+        check_level(level, split)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
         self.level, self.split = level, split
@@ -94,7 +93,7 @@ class TabletopEnv(gym.Env):
         options = dict(options or {})
         level = options.get("level", self.level)
         split = options.get("split", self.split)
-        _check_level(level, split)
+        check_level(level, split)
         episode_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
         self.episode = self.task.sample(episode_seed, level, split)
         self.sim.load(self.episode.scene)
@@ -215,8 +214,3 @@ class TabletopEnv(gym.Env):
         }
 
 
-def _check_level(level: str, split: str) -> None:
-    if level not in LEVELS:
-        raise ConfigError(f"unknown level {level!r}; levels are {', '.join(LEVELS)}")
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; splits are {', '.join(SPLITS)}")

@@ -1,5 +1,5 @@
 """Low-level controllers (skills through an arm interface) and planners.
 
 Keep this file thin: import what you need from the submodules
-(``policies.controller``, ``policies.oracle``, ``policies.baselines``).
+(``embodied.core.skills``, ``policies.oracle``, ``policies.baselines``).
 """

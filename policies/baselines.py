@@ -6,8 +6,8 @@ from typing import Iterator
 
 import numpy as np
 
-from embodied.observation import Observation
-from embodied.plan import DONE, PlanStep, parse_step, valid_steps
+from embodied.core.observation import Observation
+from embodied.core.plan import DONE, PlanStep, parse_step, valid_steps
 
 
 class RandomPlanner:

@@ -2,9 +2,9 @@
 
 import numpy as np
 
+from embodied.core.observation import Observation
+from embodied.core.plan import PlanStep
 from embodied.model.aliases import ObjectAliases
-from embodied.observation import Observation
-from embodied.plan import PlanStep
 
 KNOWN = ["blue cylinder", "orange cylinder", "orange triangle", "red cube", "red triangle"]
 

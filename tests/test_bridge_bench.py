@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bridges.bench import main
+from embodied.commands.bench_bridge import main
 
 
 def test_bench_bridge_writes_bridge_json(tmp_path):

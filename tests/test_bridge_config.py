@@ -8,19 +8,21 @@ import sys
 import pytest
 import yaml
 
-from bridges import bench, daemon, server
+from bridges import bench, daemon
 from bridges.config import parse_overrides
-from embodied.errors import ConfigError
+from embodied.commands import daemon as daemon_command
+from embodied.commands import serve as serve_command
+from embodied.core.errors import ConfigError
 from tests.test_bridge_planners import ROOT
 
 
-@pytest.mark.parametrize("name, defaults", [("serve", server.DEFAULTS), ("daemon", daemon.DEFAULTS), ("bench_bridge", bench.DEFAULTS)])
+@pytest.mark.parametrize("name, defaults", [("serve", serve_command.DEFAULTS), ("daemon", daemon_command.DEFAULTS), ("bench_bridge", bench.DEFAULTS)])
 def test_yaml_configs_match_the_plain_defaults(name, defaults):
     assert yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text()) == defaults
 
 
 def test_cli_composes_bridge_configs_with_overrides():
-    from embodied.cli import compose
+    from embodied.commands.config import compose
 
     cfg = compose("daemon", ["robot=dry", "hz=50", "sim.seed=3"])
     assert cfg.robot == "dry" and cfg.hz == 50 and cfg.sim.seed == 3
@@ -31,14 +33,14 @@ def test_cli_composes_bridge_configs_with_overrides():
 
 
 def test_plain_overrides_parse_values_and_reject_unknown_keys():
-    cfg = parse_overrides(["hz=12.5", "episodes=null", "sim.realtime=false", "dry.cameras={\"front\": [8, 8]}"], daemon.DEFAULTS)
+    cfg = parse_overrides(["hz=12.5", "episodes=null", "sim.realtime=false", "dry.cameras={\"front\": [8, 8]}"], daemon_command.DEFAULTS)
     assert cfg["hz"] == 12.5 and cfg["episodes"] is None and cfg["sim"]["realtime"] is False
     assert cfg["dry"]["cameras"] == {"front": [8, 8]}
-    assert daemon.DEFAULTS["hz"] == 20.0  # defaults untouched
+    assert daemon_command.DEFAULTS["hz"] == 20.0  # defaults untouched
     with pytest.raises(ConfigError, match="unknown setting"):
-        parse_overrides(["watchdog=1"], daemon.DEFAULTS)
+        parse_overrides(["watchdog=1"], daemon_command.DEFAULTS)
     with pytest.raises(ConfigError, match="key=value"):
-        parse_overrides(["watchdog_s"], daemon.DEFAULTS)
+        parse_overrides(["watchdog_s"], daemon_command.DEFAULTS)
 
 
 def test_daemon_settings_are_validated():
@@ -52,7 +54,8 @@ def test_daemon_settings_are_validated():
 
 
 def test_keygen_writes_loadable_keys(tmp_path):
-    from bridges.keys import client_keys, main, server_keys
+    from bridges.keys import client_keys, server_keys
+    from embodied.commands.keygen import main
 
     paths = main({"out": str(tmp_path / "k"), "clients": ["arm1", "arm2"]})
     assert server_keys(paths["server_secret"], paths["authorized"]).secret
@@ -66,8 +69,8 @@ def test_keygen_writes_loadable_keys(tmp_path):
 
 
 def test_unknown_robot_and_planner_names_are_named_errors():
-    from bridges.robot import make_robot
-    from bridges.server import load_planner
+    from embodied.commands.robots import make_robot
+    from embodied.commands.serve import load_planner
 
     with pytest.raises(ConfigError, match="unknown robot"):
         make_robot({"robot": "ur5"})

@@ -1,6 +1,6 @@
 """Small real planners and process helpers for the bridge and daemon tests.
 
-The planners satisfy ``embodied.planner.Planner``; the server loads them by
+The planners satisfy ``embodied.core.protocols.Planner``; the server loads them by
 ``planner=tests.test_bridge_planners:<Name>`` (with ``planner_args``).
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from embodied.observation import STATE_SIZE, Observation
-from embodied.plan import DONE, PlanStep, parse_step, valid_steps
-from embodied.planner import Planner
+from embodied.core.observation import STATE_SIZE, Observation
+from embodied.core.plan import DONE, PlanStep, parse_step, valid_steps
+from embodied.core.protocols import Planner
 
 ROOT = Path(__file__).resolve().parent.parent
 OBJECTS = ["red cube", "blue cube", "green cylinder"]
@@ -122,10 +122,10 @@ def free_port() -> int:
 
 
 def start_server(planner: str, *args: str, port: int | None = None, wait_s: float = 20.0) -> tuple[subprocess.Popen, str]:
-    """``python -m bridges.server`` as a child process; returns (process, address)."""
+    """``python -m embodied.commands.serve`` as a child process; returns (process, address)."""
     bind = f"tcp://127.0.0.1:{port}" if port else "tcp://127.0.0.1:*"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridges.server", f"planner={planner}", f"bind={bind}", *args],
+        [sys.executable, "-m", "embodied.commands.serve", f"planner={planner}", f"bind={bind}", *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=_env(),
     )
     end = time.monotonic() + wait_s
@@ -142,7 +142,7 @@ def start_server(planner: str, *args: str, port: int | None = None, wait_s: floa
 
 
 def start_daemon(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bridges.daemon", *args], cwd=ROOT, env=_env(),
+    return subprocess.Popen([sys.executable, "-m", "embodied.commands.daemon", *args], cwd=ROOT, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

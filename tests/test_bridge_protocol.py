@@ -9,9 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridges.protocol import (
-    ERROR_CODES, PROTOCOL_VERSION, decode_observation, observation_message, pack, unpack,
+    ERROR_CODES,
+    PROTOCOL_VERSION,
+    decode_observation,
+    observation_message,
+    pack,
+    unpack,
 )
-from embodied.errors import ProtocolError
+from embodied.core.errors import ProtocolError
 from tests.test_bridge_planners import observation
 
 

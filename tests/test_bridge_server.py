@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from bridges.client import BridgeClient
 from bridges.protocol import ERROR_CODES, PROTOCOL_VERSION, observation_message, pack
 from bridges.remote import RemotePlanner
-from embodied.errors import BridgeTimeoutError, RemoteError
-from embodied.planner import Planner
+from embodied.core.errors import BridgeTimeoutError, RemoteError
+from embodied.core.protocols import Planner
 from tests.test_bridge_planners import ContentPlanner, observation, start_server, stop
 
 P = "tests.test_bridge_planners:"
@@ -248,11 +248,12 @@ def test_unpack_rejects_server_reply_types_from_clients(content_server):
 def test_oracle_plans_are_the_same_in_process_and_over_the_bridge_for_the_same_seeds():
     pytest.importorskip("pybullet")
     from envs.tabletop_env import TabletopEnv
+    from envs.tasks import oracle_plan
     from policies.oracle import OraclePlanner
 
     proc, address = start_server("oracle")
     remote = RemotePlanner(address, "oracle-eq")
-    local = OraclePlanner()
+    local = OraclePlanner(oracle_plan)
     try:
         assert remote.forwards_privileged  # the served oracle needs the simulator's ground truth
         for task in ("stack", "put_in_container", "sort_by_colour"):

@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from embodied.constrained import build_constraint, constraint_for_detections, full_vocabulary, scene_vocabulary
-from embodied.errors import ObservationError
-from embodied.plan import parse_step, valid_steps, validate_step
+from embodied.core.errors import ObservationError
+from embodied.core.plan import parse_step, valid_steps, validate_step
+from embodied.engine.constrained import build_constraint, constraint_for_detections, full_vocabulary, scene_vocabulary
 
 SCENE_OBJECTS = ["red cube", "blue cube", "green cylinder"]
 SCENE_CONTAINERS = ["tray", "yellow bin"]
@@ -17,7 +17,7 @@ SCENE_CONTAINERS = ["tray", "yellow bin"]
 
 @pytest.fixture(scope="module")
 def tok():
-    from embodied.tokenizer import build_tokenizer
+    from embodied.model.tokenizer import build_tokenizer
 
     return build_tokenizer(["put red cube on blue cube; done", "stack the red cube"], vocab_size=256)
 
@@ -91,7 +91,8 @@ def test_constrained_random_models_never_emit_invalid_steps(tok):
     """Greedy decoding through the engine with random weights, many seeds: every step is valid."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from embodied.engine.core import Engine, EngineConfig, Request
+    from embodied.engine.core import Engine
+    from embodied.engine.records import EngineConfig, Request
 
     torch.manual_seed(0)
     lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,

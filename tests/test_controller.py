@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from embodied.errors import IllegalStepError, PlanSyntaxError, UnknownObjectError  # noqa: E402
+from embodied.core.errors import IllegalStepError, PlanSyntaxError, UnknownObjectError  # noqa: E402
+from embodied.core.skills import SkillController, SkillResult, grasp_yaw  # noqa: E402
+from embodied.core.world import BIN_HALF_EXTENTS, TRAY_HALF_EXTENTS, ContainerSpec, ObjectSpec, Placement, SceneSpec  # noqa: E402
 from envs.sim import TabletopSim  # noqa: E402
-from envs.spec import BIN_HALF_EXTENTS, TRAY_HALF_EXTENTS, ContainerSpec, ObjectSpec, Placement, SceneSpec  # noqa: E402
-from policies.controller import SkillController, SkillResult, grasp_yaw  # noqa: E402
 
 OBJECTS = [ObjectSpec("red", "cube"), ObjectSpec("green", "cylinder"), ObjectSpec("blue", "triangle"),
            ObjectSpec("yellow", "hexagon"), ObjectSpec("purple", "pentagon")]

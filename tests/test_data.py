@@ -6,11 +6,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from embodied.cli import compose, validated
+from embodied.commands.config import compose, validated
+from embodied.core.errors import ConfigError
+from embodied.core.plan import parse_plan
 from embodied.data.dataset import COLUMNS, OPTIONAL_COLUMNS, DatasetError, PlanDataset, decode_image, encode_png
 from embodied.data.synthetic import write_synthetic
-from embodied.errors import ConfigError
-from embodied.plan import parse_plan
 
 
 def test_png_round_trip():
@@ -42,7 +42,7 @@ def test_dataset_errors_are_named(tmp_path):
 
 
 def test_datagen_writes_readable_shards_and_resumes(tmp_path):
-    from embodied.data.datagen import generate, DatagenConfig
+    from embodied.commands.datagen import DatagenConfig, generate
 
     cfg = validated(compose("datagen", [f"out={tmp_path}", "episodes=2", "episodes_per_shard=1", "perturb=1.0",
                                         "tasks=put_in_container", "progress=false"]), DatagenConfig)
@@ -74,7 +74,7 @@ def test_datagen_writes_readable_shards_and_resumes(tmp_path):
 
 
 def test_datagen_config_errors():
-    from embodied.data.datagen import DatagenConfig, generate
+    from embodied.commands.datagen import DatagenConfig, generate
 
     with pytest.raises(ConfigError, match="unknown task families"):
         generate(DatagenConfig(tasks="juggle", out="/tmp/never"))
@@ -87,7 +87,7 @@ def test_datagen_config_errors():
 
 
 def test_datagen_tasks_as_list_or_string():
-    from embodied.data.datagen import DatagenConfig, plan_units
+    from embodied.commands.datagen import DatagenConfig, plan_units
 
     as_list = validated(compose("datagen", ["tasks=[stack,tower]", "episodes=2", "episodes_per_shard=1"]), DatagenConfig)
     as_text = DatagenConfig(tasks="stack, tower", episodes=2, episodes_per_shard=1)
@@ -98,7 +98,7 @@ def test_datagen_tasks_as_list_or_string():
 
 @pytest.mark.slow
 def test_datagen_all_families_two_workers(tmp_path):
-    from embodied.data.datagen import DatagenConfig, generate
+    from embodied.commands.datagen import DatagenConfig, generate
 
     summary = generate(DatagenConfig(out=str(tmp_path), episodes=2, episodes_per_shard=2, workers=2, progress=False))
     assert summary["shards_written"] == 10 and summary["oracle_success_rate"] >= 0.8

@@ -15,7 +15,7 @@ def test_two_process_gloo_training(tmp_path):
     data = write_synthetic(tmp_path / "syn", 64, image_size=32)
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "embodied.train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "embodied.commands.train",
            f"data={data}", f"out={out}", "model=tiny", "steps=6", "batch_size=4", "log_every=2", "val_every=3",
            "warmup_steps=2", "val_fraction=0.2", "progress=false", "threads=1"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from embodied.constrained import build_constraint, full_vocabulary
-from embodied.engine.core import Engine, EngineConfig, Request
+from embodied.core.errors import EngineError
+from embodied.engine.constrained import build_constraint, full_vocabulary
+from embodied.engine.core import Engine
 from embodied.engine.decoder import Decoder
+from embodied.engine.records import EngineConfig, Request
 from embodied.engine.reduce import keep_top_patches
 from embodied.engine.scheduler import BatchScheduler
-from embodied.errors import EngineError
 
 D = 64
 
@@ -40,7 +41,7 @@ def _generate(lm, x, n, **kw):
 
 @pytest.fixture(scope="module")
 def tiny_tokenizer():
-    from embodied.tokenizer import build_tokenizer
+    from embodied.model.tokenizer import build_tokenizer
 
     return build_tokenizer(["put red cube on blue cube; done", "stack the red cube"], vocab_size=256)
 
@@ -321,7 +322,7 @@ def test_bench_writes_the_documented_rows(tmp_path):
 
     from omegaconf import OmegaConf
 
-    from embodied.engine.bench import main
+    from embodied.commands.bench_engine import main
 
     cfg = OmegaConf.create({"models": "default", "device": "cpu", "batch": [1, 2], "repeats": 1, "warmup": 0,
                             "prompt_tokens": 16, "new_tokens": 6, "first_step_tokens": 3, "out": str(tmp_path),
@@ -340,8 +341,8 @@ def test_bench_writes_the_documented_rows(tmp_path):
 def test_bench_rejects_bad_options():
     from omegaconf import OmegaConf
 
-    from embodied.engine.bench import main
-    from embodied.errors import ConfigError
+    from embodied.commands.bench_engine import main
+    from embodied.core.errors import ConfigError
 
     for bad in ({"models": "huge"}, {"device": "tpu"}, {"batch": "x"}, {"first_step_tokens": 99}):
         with pytest.raises(ConfigError):

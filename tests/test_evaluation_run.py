@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from embodied.errors import ConfigError
-from embodied.evaluation import EvalConfig, compare, episode_seed, evaluate
+from embodied.commands.compare import compare
+from embodied.commands.episodes import episode_seed
+from embodied.commands.eval import EvalConfig, evaluate
+from embodied.core.errors import ConfigError
 
 
 def _cfg(out, **kw):

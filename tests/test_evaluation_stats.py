@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from embodied.errors import ConfigError
-from embodied.evaluation import compare, episode_seed, mcnemar_exact, summarise, unique_path, wilson_interval
+from embodied.commands.compare import compare
+from embodied.commands.episodes import episode_seed, unique_path
+from embodied.commands.stats import mcnemar_exact, summarise, wilson_interval
+from embodied.core.errors import ConfigError
 
 
 def test_wilson_interval_known_values():

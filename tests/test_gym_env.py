@@ -11,7 +11,7 @@ import gymnasium as gym  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import envs  # noqa: E402,F401  (registers the ids)
-from embodied.observation import STATE_SIZE, Observation  # noqa: E402
+from embodied.core.observation import STATE_SIZE, Observation  # noqa: E402
 from envs.registration import FAMILIES, env_id, register_all  # noqa: E402
 
 IDS = [env_id(f) for f in FAMILIES]
@@ -141,7 +141,7 @@ def test_truncates_at_max_steps():
 
 
 def test_level_option_and_bad_level():
-    from embodied.errors import ConfigError
+    from embodied.core.errors import ConfigError
 
     e = gym.make("embodied/MoveToLocation-v0", level="L2")
     try:
@@ -156,7 +156,8 @@ def test_level_option_and_bad_level():
 
 
 def test_instruction_space_covers_every_task_instruction():
-    from envs.tabletop_env import INSTRUCTION_CHARSET, LEVELS, MAX_INSTRUCTION
+    from envs.levels import LEVELS
+    from envs.tabletop_env import INSTRUCTION_CHARSET, MAX_INSTRUCTION
     from envs.tasks import TASKS
 
     allowed = set(INSTRUCTION_CHARSET)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from embodied.errors import ConfigError, ObservationError
+from embodied.core.errors import ConfigError, ObservationError
+from embodied.core.observation import Observation
 from embodied.model import ImageSegment, ModelConfig, MultimodalPrompt, PalmE, StateSegment, TextSegment
 from embodied.model.palme import IGNORE
-from embodied.observation import Observation
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "model"
 CORPUS = ["put all the red things in the tray", "put red cube in tray; done", "stack the cubes"]
@@ -166,7 +166,7 @@ def test_noisy_target_inputs_keep_clean_labels(model):
     """``input_targets`` changes what the model reads, never what it is scored against."""
     import random
 
-    from embodied.train import _swap_colours
+    from embodied.model.augment import swap_colours as _swap_colours
 
     p = model.build_prompt(obs())
     clean = PalmE.plan_target(["put red cube in tray"])

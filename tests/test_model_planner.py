@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from embodied.observation import Observation
-from embodied.plan import PlanStep
-from embodied.planner import Planner
+from embodied.core.observation import Observation
+from embodied.core.plan import PlanStep
+from embodied.core.protocols import Planner
 
 DETECTED = ["red cube", "blue cube", "green cylinder", "tray"]
 
@@ -47,7 +47,7 @@ def _plan(planner, obs):
 
 
 def test_engine_plans_equal_reference_plans_and_name_only_detected_objects(model):
-    from policies.model_planner import ModelPlanner
+    from embodied.model.planner import ModelPlanner
 
     eng = ModelPlanner(model, max_new_tokens=24)
     ref = ModelPlanner(model, use_engine=False, max_new_tokens=24)
@@ -64,7 +64,7 @@ def test_engine_plans_equal_reference_plans_and_name_only_detected_objects(model
 
 
 def test_instruction_prefix_is_reused_across_control_steps(model):
-    from policies.model_planner import ModelPlanner
+    from embodied.model.planner import ModelPlanner
 
     p = ModelPlanner(model, max_new_tokens=20)
     first = _plan(p, _obs(0))
@@ -78,9 +78,9 @@ def test_instruction_prefix_is_reused_across_control_steps(model):
 
 
 def test_ablate_frames_uses_the_full_vocabulary(model):
-    from embodied.constrained import full_vocabulary
-    from embodied.plan import validate_step
-    from policies.model_planner import ModelPlanner
+    from embodied.core.plan import validate_step
+    from embodied.engine.constrained import full_vocabulary
+    from embodied.model.planner import ModelPlanner
 
     p = ModelPlanner(model, ablate="frames", max_new_tokens=30)
     objects, containers = full_vocabulary()
@@ -91,7 +91,7 @@ def test_ablate_frames_uses_the_full_vocabulary(model):
 
 
 def test_keep_patches_shortens_the_prompt_and_still_plans(model):
-    from policies.model_planner import ModelPlanner
+    from embodied.model.planner import ModelPlanner
 
     full = ModelPlanner(model, max_new_tokens=12)
     reduced = ModelPlanner(model, keep_patches=4, max_new_tokens=12)
@@ -103,7 +103,7 @@ def test_keep_patches_shortens_the_prompt_and_still_plans(model):
 
 
 def test_stopping_early_frees_the_engine(model):
-    from policies.model_planner import ModelPlanner
+    from embodied.model.planner import ModelPlanner
 
     p = ModelPlanner(model, max_new_tokens=40)
     it = p.plan(_obs(5))
@@ -115,7 +115,7 @@ def test_stopping_early_frees_the_engine(model):
 
 def test_interleaved_plans_of_several_robots_share_batched_decode_steps(model):
     """What the server does with concurrent_plans=4: advance four plans in turn, one engine."""
-    from policies.model_planner import ModelPlanner
+    from embodied.model.planner import ModelPlanner
 
     alone = ModelPlanner(model, max_new_tokens=24)
     batched = ModelPlanner(model, max_new_tokens=24, max_batch=4)
@@ -146,7 +146,7 @@ def test_server_with_concurrent_plans_batches_robots_over_the_bridge(model):
 
     from bridges.client import BridgeClient
     from bridges.server import InferenceServer
-    from policies.model_planner import ModelPlanner
+    from embodied.model.planner import ModelPlanner
 
     alone = ModelPlanner(model, max_new_tokens=24)
     observations = [_obs(seed) for seed in range(3)]
@@ -181,8 +181,8 @@ def test_server_with_concurrent_plans_batches_robots_over_the_bridge(model):
 
 
 def test_bad_concurrent_plans_is_a_named_config_error():
-    from embodied.errors import ConfigError
-    from embodied.planners import make_planner
+    from embodied.commands.planners import make_planner
+    from embodied.core.errors import ConfigError
 
     for bad in ("many", 0, 2.5):
         with pytest.raises(ConfigError, match="concurrent_plans"):
@@ -190,8 +190,8 @@ def test_bad_concurrent_plans_is_a_named_config_error():
 
 
 def test_bad_true_false_options_are_named_config_errors():
-    from embodied.errors import ConfigError
-    from embodied.planners import make_planner
+    from embodied.commands.planners import make_planner
+    from embodied.core.errors import ConfigError
 
     for key in ("object_aliases", "cpu_compile", "use_engine"):
         with pytest.raises(ConfigError, match=f"{key}='maybe': expected true or false"):
@@ -203,9 +203,9 @@ def test_bad_true_false_options_are_named_config_errors():
 @pytest.mark.parametrize("task", ["put_in_container", "stack"])
 def test_shipped_checkpoint_plans_a_valid_successful_plan_on_a_seeded_scene(task):
     """The committed default model, closed loop in the simulator (seeded L1 test scenes)."""
-    from embodied.evaluation import episode_seed, make_env, run_episode
-    from embodied.plan import PlanStep as Step
-    from policies.model_planner import ModelPlanner
+    from embodied.commands.episodes import episode_seed, make_env, run_episode
+    from embodied.core.plan import PlanStep as Step
+    from embodied.model.planner import ModelPlanner
 
     planner = ModelPlanner("checkpoints/default")
     env = make_env(task, "L1", "test", 128)
@@ -220,7 +220,7 @@ def test_shipped_checkpoint_plans_a_valid_successful_plan_on_a_seeded_scene(task
 
 def test_unknown_objects_are_planned_under_known_names_and_streamed_with_their_own(model, monkeypatch):
     from embodied.model.aliases import ObjectAliases
-    from policies.model_planner import ModelPlanner
+    from embodied.model.planner import ModelPlanner
 
     # as if the model had trained on green cubes only: the scene's green cylinder is new to it
     monkeypatch.setattr(model.config, "known_objects", ["blue cube", "green cube", "red cube"])

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from embodied.errors import ConfigError, ObservationError
+from embodied.core.errors import ConfigError, ObservationError
+from embodied.core.observation import Observation
 from embodied.model.refs import MAX_REFS, REF_TOKENS, ObjectRefs, add_ref_tokens
-from embodied.observation import Observation
 
 DETECTED = ["red cube", "tray", "purple triangle", "blue cylinder", "red bin"]
 
@@ -49,7 +49,7 @@ def test_bad_references_are_named_errors():
 
 
 def test_reference_tokens_are_single_tokens_that_decode_as_written():
-    from embodied.tokenizer import build_tokenizer
+    from embodied.model.tokenizer import build_tokenizer
 
     tok = build_tokenizer(["put red cube on blue cube; done", "stack the red cube"], vocab_size=256)
     n = len(tok)
@@ -65,8 +65,8 @@ def test_reference_tokens_are_single_tokens_that_decode_as_written():
 
 
 def test_constraint_over_references_allows_exactly_the_listed_ones():
-    from embodied.constrained import build_constraint
-    from embodied.tokenizer import build_tokenizer
+    from embodied.engine.constrained import build_constraint
+    from embodied.model.tokenizer import build_tokenizer
 
     tok = build_tokenizer(["put red cube on blue cube; done", "stack the red cube"], vocab_size=256)
     add_ref_tokens(tok)
@@ -167,7 +167,7 @@ def test_enabling_references_keeps_the_old_tokens_logits_and_survives_save_load(
 
 
 def test_planner_with_references_names_only_listed_objects_engine_equal_to_reference():
-    from policies.model_planner import ModelPlanner
+    from embodied.model.planner import ModelPlanner
 
     model = _tiny(True)
     eng = ModelPlanner(model, max_new_tokens=24)

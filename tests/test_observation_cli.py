@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from embodied.cli import main
-from embodied.errors import ObservationError
-from embodied.observation import STATE_SIZE, Observation
+from embodied.commands.cli import main
+from embodied.core.errors import ObservationError
+from embodied.core.observation import STATE_SIZE, Observation
 
 
 def make_obs(**kw):

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from embodied.errors import ConfigError, ObservationError
-from embodied.observation import STATE_SIZE, Observation
-from embodied.planner import Planner
-from envs.tasks import TASKS, episode_from_privileged, get_task, make_privileged, world_from_privileged
+from embodied.core.errors import ConfigError, ObservationError
+from embodied.core.observation import STATE_SIZE, Observation
+from embodied.core.protocols import Planner
+from envs.tasks import TASKS, episode_from_privileged, get_task, make_privileged, oracle_plan, world_from_privileged
 from envs.tasks.common import nominal_world
 from policies.oracle import OraclePlanner
 
@@ -25,7 +25,7 @@ def observation(privileged=None, instruction="") -> Observation:
 
 
 def test_oracle_is_a_planner():
-    p = OraclePlanner()
+    p = OraclePlanner(oracle_plan)
     assert isinstance(p, Planner) and p.name == "oracle"
     p.reset()
 
@@ -43,7 +43,7 @@ def test_privileged_round_trips_through_json_and_oracle_matches_task(family):
     assert e2.to_dict() == e.to_dict()
     for n in e.scene.object_names:
         np.testing.assert_allclose(w2.positions[n], world.positions[n])
-    steps = list(OraclePlanner().plan(observation(priv, e.instruction)))
+    steps = list(OraclePlanner(oracle_plan).plan(observation(priv, e.instruction)))
     assert steps == task.oracle_plan(e, world)
 
 
@@ -52,9 +52,9 @@ def test_oracle_follows_the_world_in_the_record():
     e = task.sample(0)
     world = nominal_world(e.scene)
     o, b = e.goal["object"], e.goal["base"]
-    assert [s.text for s in OraclePlanner().plan(observation(make_privileged(e, world)))] == [f"put {o} on {b}", "done"]
+    assert [s.text for s in OraclePlanner(oracle_plan).plan(observation(make_privileged(e, world)))] == [f"put {o} on {b}", "done"]
     world.positions[o] = world.positions[b] + np.array([0.0, 0.0, e.scene.object(b).height])
-    assert [s.text for s in OraclePlanner().plan(observation(make_privileged(e, world)))] == ["done"]
+    assert [s.text for s in OraclePlanner(oracle_plan).plan(observation(make_privileged(e, world)))] == ["done"]
     world.held = o
     priv = json.loads(json.dumps(make_privileged(e, world)))
     assert priv["held"] == o and world_from_privileged(priv).held == o
@@ -62,17 +62,17 @@ def test_oracle_follows_the_world_in_the_record():
 
 def test_missing_or_bad_privileged_is_a_named_error():
     with pytest.raises(ObservationError, match="privileged=True"):
-        OraclePlanner().plan(observation(None))
+        OraclePlanner(oracle_plan).plan(observation(None))
     e = get_task("tower").sample(0)
     priv = make_privileged(e, nominal_world(e.scene))
     with pytest.raises(ObservationError, match="poses"):
-        OraclePlanner().plan(observation({k: v for k, v in priv.items() if k != "poses"}))
+        OraclePlanner(oracle_plan).plan(observation({k: v for k, v in priv.items() if k != "poses"}))
     with pytest.raises(ConfigError, match="families"):
-        OraclePlanner().plan(observation(priv | {"family": "juggle"}))
+        OraclePlanner(oracle_plan).plan(observation(priv | {"family": "juggle"}))
     bad = json.loads(json.dumps(priv))
     bad["poses"]["mauve sphere"] = [0.5, 0.0, 0.02, 0.0]
     with pytest.raises(ObservationError, match="mauve sphere"):
-        OraclePlanner().plan(observation(bad))
+        OraclePlanner(oracle_plan).plan(observation(bad))
     # ablating frames drops the privileged record too: the oracle refuses, it does not guess
     with pytest.raises(ObservationError):
-        OraclePlanner().plan(observation(priv).ablated("frames"))
+        OraclePlanner(oracle_plan).plan(observation(priv).ablated("frames"))

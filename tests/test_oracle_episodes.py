@@ -8,13 +8,16 @@ import pytest
 pytest.importorskip("pybullet")
 
 from envs.tabletop_env import TabletopEnv  # noqa: E402
-from envs.tasks import TASKS  # noqa: E402
+from envs.tasks import (
+    TASKS,  # noqa: E402
+    oracle_plan,
+)
 from policies.oracle import OraclePlanner  # noqa: E402
 
 
 def closed_loop(env: TabletopEnv, perturb=None) -> tuple[bool, list[str]]:
     """Run the oracle until the env ends the episode; ``perturb(env, k)`` runs before step k."""
-    planner = OraclePlanner()
+    planner = OraclePlanner(oracle_plan)
     planner.reset()
     trace: list[str] = []
     for k in range(env.episode.max_steps):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from embodied.errors import IllegalStepError, PlanSyntaxError, UnknownObjectError
-from embodied.plan import DONE, PlanStep, format_plan, parse_plan, parse_step, valid_steps, validate_step
+from embodied.core.errors import IllegalStepError, PlanSyntaxError, UnknownObjectError
+from embodied.core.plan import DONE, PlanStep, format_plan, parse_plan, parse_step, valid_steps, validate_step
 
 GOOD = [
     "put red cube on blue cube",

@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from embodied.planner import Arm, Pose  # noqa: E402
-from embodied.vocab import COLOUR_RGBA, SHAPES  # noqa: E402
+from embodied.core.protocols import Arm, Pose  # noqa: E402
+from embodied.core.skills import grasp_yaw, top_down  # noqa: E402
+from embodied.core.vocab import COLOUR_RGBA, SHAPES  # noqa: E402
+from embodied.core.world import ContainerSpec, ObjectSpec, Placement, SceneSpec  # noqa: E402
 from envs.sim import TabletopSim  # noqa: E402
-from envs.spec import ContainerSpec, ObjectSpec, Placement, SceneSpec  # noqa: E402
-from policies.controller import grasp_yaw, top_down  # noqa: E402
 
 COLOURS = ("red", "green", "blue", "yellow", "purple")
 
@@ -132,7 +132,7 @@ def test_pick_and_place_each_shape(sim, shape, assist):
 
 @pytest.mark.parametrize("location", ["top left", "top right", "bottom left", "bottom right"])
 def test_board_locations_are_where_the_image_shows_them(sim, location):
-    from embodied.vocab import LOCATIONS
+    from embodied.core.vocab import LOCATIONS
 
     x, y = LOCATIONS[location]
     sim.load(SceneSpec([ObjectSpec("red", "cube")], {"red cube": Placement(x, y)}))

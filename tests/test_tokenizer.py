@@ -2,11 +2,18 @@
 
 import pytest
 
-from embodied.plan import format_plan, parse_plan, valid_steps
-from embodied.tokenizer import (
-    EOS, IMAGE, STATE, TokenizerError, build_tokenizer, grammar_words, load_tokenizer, plan_token_ids,
+from embodied.core.plan import format_plan, parse_plan, valid_steps
+from embodied.core.vocab import COLOURS, LOCATIONS, SHAPES, UNSEEN_COLOURS, UNSEEN_SHAPES
+from embodied.model.tokenizer import (
+    EOS,
+    IMAGE,
+    STATE,
+    TokenizerError,
+    build_tokenizer,
+    grammar_words,
+    load_tokenizer,
+    plan_token_ids,
 )
-from embodied.vocab import COLOURS, LOCATIONS, SHAPES, UNSEEN_COLOURS, UNSEEN_SHAPES
 
 CORPUS = ["put all the red things in the tray", "stack the blue cube on the green cylinder",
           "put red cube in tray; put red triangle in tray; done"]

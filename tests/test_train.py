@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from embodied.cli import compose, validated
+from embodied.commands.config import compose, validated
+from embodied.core.errors import ConfigError
 from embodied.data.synthetic import write_synthetic
-from embodied.errors import ConfigError
-from embodied.train import TrainConfig, lr_at, train
+from embodied.model.training import TrainConfig, lr_at, train
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,8 @@ def test_config_errors_are_named(tmp_path):
 def test_time_budget_drives_the_decay_and_word_noise_keeps_grammar_words():
     import random
 
-    from embodied.train import _drop_words, _noise_words
+    from embodied.model.augment import drop_words as _drop_words
+    from embodied.model.augment import noise_words as _noise_words
 
     c = TrainConfig(steps=1000, warmup_steps=0, lr=1.0, min_lr_ratio=0.1, max_minutes=1.0)
     assert lr_at(10, c, elapsed_s=0.0) > 0.99 and lr_at(10, c, elapsed_s=60.0) == pytest.approx(0.1)
@@ -115,8 +116,8 @@ def test_time_budget_drives_the_decay_and_word_noise_keeps_grammar_words():
 def test_blank_frames_keeps_the_perception_list():
     import numpy as np
 
-    from embodied.observation import Observation
-    from embodied.train import _blank_frames
+    from embodied.core.observation import Observation
+    from embodied.model.augment import blank_frames as _blank_frames
 
     obs = Observation({"front": np.full((8, 8, 3), 9, np.uint8)}, np.ones(15, np.float32), "unstack all the blocks",
                       depth={"front": np.ones((8, 8), np.float32)}, detections=["red cube", "blue cube"],

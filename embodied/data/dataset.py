@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from embodied.errors import ConfigError, EmbodiedError
-from embodied.observation import Observation
+from embodied.core.errors import ConfigError, EmbodiedError
+from embodied.core.observation import Observation
 
 COLUMNS: tuple[str, ...] = (
     "task", "level", "seed", "episode", "step", "instruction", "history", "target",
@@ -116,7 +116,7 @@ class PlanDataset:
 
     def object_names(self) -> list[str]:
         """Every object name (``<colour> <shape>``) these rows perceive or mention, sorted."""
-        from embodied.vocab import is_object_name, object_name_pattern
+        from embodied.core.vocab import is_object_name, object_name_pattern
 
         c = self._cols
         names: set[str] = set()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from embodied.core.observation import STATE_SIZE
+from embodied.core.vocab import COLOUR_RGBA, TRAIN_COLOURS, TRAIN_SHAPES
 from embodied.data.dataset import encode_png, write_shard
-from embodied.observation import STATE_SIZE
-from embodied.vocab import COLOUR_RGBA, TRAIN_COLOURS, TRAIN_SHAPES
 
 
 def synthetic_rows(n: int, image_size: int = 32, seed: int = 0) -> list[dict]:

@@ -28,71 +28,18 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator
 
 import torch
 
-from embodied.constrained import PlanConstraint
-from embodied.engine.decoder import Decoder, check_flash_decode
-from embodied.errors import ConfigError, EngineError
+from embodied.core.errors import ConfigError, EngineError
+from embodied.engine.constrained import PlanConstraint
+from embodied.engine.decoder import Decoder
+from embodied.engine.records import EngineConfig, Request, Ticket
+from embodied.engine.steps import DeviceSteps, flash_decode_kernel
 
 
-@dataclass
-class EngineConfig:
-    """Engine settings (also the schema of ``configs/engine`` sections)."""
-
-    max_batch: int = 8
-    max_len: int = 512  # prompt + generated tokens per row
-    max_new_tokens: int = 64
-    dtype: str = "auto"  # auto: float32 on CPU, bfloat16 on CUDA; or float32 / bfloat16 / float16
-    cuda_graphs: bool = True  # CUDA only
-    compile: bool = True  # CUDA only: inductor-compile the decode step before capture
-    flash_attn: bool = True  # CUDA, bf16/fp16: flash-attn's decode kernel when installed (checked against SDPA once)
-    cpu_compile: bool = False  # CPU only: inductor-compile the decode step (needs a C++ compiler; first step per bucket ~5-60 s)
-    cpu_steps_per_call: int = 4  # CPU compiled: decode steps per call; a finished row idles at most this - 1 steps
-    lookahead: int = 4  # CUDA only: steps launched ahead of the host's reads
-    prefill_bucket: int = 64  # CUDA only: prefill lengths are padded to a multiple of this
-    max_states: int = 0  # constraint states per row; 0 = build tables on first constrained request
-    stop_at_eos: bool = True  # False: always decode max_new_tokens (benchmarks)
-
-    def check(self) -> "EngineConfig":
-        if min(self.max_batch, self.max_new_tokens, self.lookahead, self.cpu_steps_per_call) < 1 or self.max_len < 2:
-            raise ConfigError("engine: max_batch, max_new_tokens, lookahead and cpu_steps_per_call must be >= 1, max_len >= 2")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ConfigError(f"engine.dtype={self.dtype!r}; use auto, float32, bfloat16 or float16")
-        return self
-
-
-@dataclass
-class Request:
-    """One prompt to decode. ``embeds`` is ``(T, D)`` (no padding)."""
-
-    embeds: torch.Tensor  # (T, D)
-    constraint: Optional[PlanConstraint] = None
-    session: Optional[str] = None  # e.g. the robot id: enables prefix reuse across calls
-    prefix_len: int = 0  # leading positions that depend only on the instruction
-    max_new_tokens: Optional[int] = None
-
-
-@dataclass
-class Ticket:
-    """A request in flight. The engine appends to ``tokens``/``states``/``times`` as tokens reach the host."""
-
-    request: Request
-    slot: int = -1
-    tokens: list[int] = field(default_factory=list)
-    states: list[int] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)  # time.perf_counter() when each token was read
-    steps: list[list[int]] = field(default_factory=list)  # token ids of each completed plan step
-    finished: bool = False
-    reused_prefix: int = 0  # how many positions were not recomputed
-    t_submit: float = 0.0
-    max_new: int = 0
-    _step_start: int = 0
-
-
-class Engine:
+class Engine(DeviceSteps):
     """Greedy streaming decoder over a transformers ``LlamaForCausalLM`` (or a built ``Decoder``)."""
 
     def __init__(self, lm, device: str | torch.device = "cpu", config: EngineConfig | None = None, eos_token_id: int | None = None):
@@ -117,7 +64,7 @@ class Engine:
         self.eos_token_id = eos_token_id
         self.vocab = self.decoder.shape.vocab
         if self.is_cuda and cfg.flash_attn and dtype in (torch.bfloat16, torch.float16):
-            self.decoder.flash_decode = _flash_decode_kernel(self.decoder.shape, dtype, self.device)
+            self.decoder.flash_decode = flash_decode_kernel(self.decoder.shape, dtype, self.device)
         B, dev = cfg.max_batch, self.device
         self.cache = self.decoder.new_cache(B, self.cache_len)
         self.scratch = self.cache.scratch
@@ -355,7 +302,7 @@ class Engine:
         if self._use_graphs:
             q = self.config.prefill_bucket
             Tb = min(-(-L // q) * q, self.cache_len)
-        for j, (t, slot, start) in enumerate(jobs):
+        for t, slot, start in jobs:
             r = t.request
             t.slot, t.reused_prefix = slot, start
             self.slots[slot] = t
@@ -387,154 +334,6 @@ class Engine:
             self._drain(block=False)  # the first token is readable now, not after the next step
 
     # ------------------------------------------------------------------ device functions
-    def _choose(self, logits: torch.Tensor, s0: int) -> torch.Tensor:
-        """Greedy (constrained) choice for rows ``s0 .. s0+n-1`` of ``logits`` (n, V); updates ``state``;
-        returns tokens (n,)."""
-        if self.blocked is None:
-            return logits.argmax(-1)
-        n = logits.shape[0]
-        rows = self.decoder.index[s0 : s0 + n]  # (n,)
-        st = self.state[s0 : s0 + n]  # (n,) a view: updated in place
-        nxt = logits.masked_fill(self.blocked[rows, st], float("-inf")).argmax(-1)  # (n,)
-        st.copy_(self.next_state[rows, st, nxt])
-        return nxt
-
-    def _prefill_nograd(self, s0: int, n: int, Tb: int, kv_len: int, causal: bool) -> None:
-        with torch.no_grad():
-            self._prefill_body(s0, n, Tb, kv_len, causal)
-
-    def _prefill_impl(self, s0: int, n: int, Tb: int, kv_len: int, causal: bool = False) -> None:
-        # inference_mode is cheaper per op on CPU; on CUDA no_grad, like the (compiled) decode step
-        with torch.no_grad() if self.is_cuda else torch.inference_mode():
-            self._prefill_body(s0, n, Tb, kv_len, causal)
-
-    def _prefill_body(self, s0: int, n: int, Tb: int, kv_len: int, causal: bool) -> None:
-        x = self.pf_embeds[s0 : s0 + n, :Tb]  # (n, Tb, D)
-        pos = self.pf_pos[s0 : s0 + n, :Tb]  # (n, Tb)
-        logits = self.decoder(x, pos, self.cache, s0, kv_len, out_index=self.pf_last[s0 : s0 + n], causal=causal)  # (n, V)
-        self.tok[s0 : s0 + n] = self._choose(logits, s0)
-        self.pos[s0 : s0 + n] = self.pf_next[s0 : s0 + n]
-
-    @torch.inference_mode()
-    def _decode_impl(self, n: int) -> None:
-        self._decode_body(n)
-
-    def _decode_nograd(self, n: int) -> None:
-        with torch.no_grad():
-            self._decode_body(n)
-
-    def _decode_body(self, n: int) -> None:
-        pos = self.pos[:n]  # (n,) a view: advanced in place below
-        x = self.decoder.embed(self.tok[:n])[:, None]  # (n, 1, D)
-        kv_len = self.cache_len if self.is_cuda or self.compiled else self._cpu_kv_len(n)  # static when compiled
-        logits = self.decoder(x, pos[:, None], self.cache, 0, kv_len)  # (n, V)
-        self.tok[:n] = self._choose(logits, 0)
-        # active rows move to the next column; idle rows stay on the scratch column (_finish put them
-        # there); the clamp keeps a row the host has not yet retired (CUDA lookahead) inside the cache
-        pos.add_(self.active[:n]).clamp_(max=self.scratch)
-
-    def _cpu_kv_len(self, n: int) -> int:
-        # on CPU attend only over the columns in use; idle rows (writing to the scratch
-        # column) then see only finite garbage, which is harmless
-        return max((self._host_pos[s] for s in range(n) if self.slots[s] is not None), default=0) + 1
-
-    def _run(self, key, fn) -> None:
-        """Run ``fn`` eagerly, or as a CUDA graph captured on first use (per ``key``)."""
-        if not self._use_graphs:
-            if key[0] == "decode" and not self.is_cuda and not self.compiled:
-                self._host_pos = self.pos.tolist()  # eager: attend only over the columns in use
-            fn()
-            return
-        g = self._graphs.get(key)
-        if g is None:
-            g = self._capture(fn)
-            if g is None:
-                fn()
-                return
-            self._graphs[key] = g
-        g.replay()
-
-    def _decode_chunk(self, n: int) -> None:
-        """CPU compiled: ``K`` decode steps in one call; each step's tokens and states go to ``_chunk``."""
-        with torch.no_grad():
-            for i in range(self._chunk.shape[0]):
-                self._decode_body(n)
-                self._chunk[i, 0, :n] = self.tok[:n]
-                self._chunk[i, 1, :n] = self.state[:n]
-
-    def _cpu_decode(self, n: int) -> int:
-        """Run the compiled chunk (or one eager step after a compile failure); returns how many steps ran."""
-        try:
-            self._compiled_decode(n)
-            return self._chunk.shape[0]
-        except Exception as e:  # inductor compiles (and may fail) before a step touches any state
-            self._compile_failed(e)
-        self._host_pos = self.pos.tolist()
-        self._eager_decode(n)
-        self._chunk[0, 0, :n] = self.tok[:n]
-        self._chunk[0, 1, :n] = self.state[:n]
-        return 1
-
-    def _deliver_chunk(self, k: int, n: int, live: list[tuple[int, Ticket]]) -> None:
-        """CPU: hand the tokens of ``k`` steps to their tickets; a row that finished ignores the rest."""
-        now = time.perf_counter()
-        for toks, states in self._chunk[:k, :, :n].tolist():
-            for slot, t in live:
-                if slot < n and not t.finished:
-                    self._deliver(t, toks[slot], states[slot], now)
-
-    def _cpu_prefill(self, s0: int, n: int, Tb: int, kv_len: int, causal: bool) -> None:
-        try:
-            return self._compiled_prefill(s0, n, Tb, kv_len, causal)
-        except Exception as e:
-            self._compile_failed(e)
-        self._prefill_impl(s0, n, Tb, kv_len, causal)
-
-    def _compile_failed(self, e: Exception) -> None:
-        """CPU: inductor failed (e.g. no C++ compiler): warn once and run eagerly from now on."""
-        import warnings
-
-        warnings.warn(f"engine: compiling for the CPU failed ({type(e).__name__}: {e}); running eagerly")
-        self.compiled = False  # step() and _prefill() take the eager paths from now on
-        torch._dynamo.reset()
-
-    def _capture(self, fn):  # pragma: no cover - CUDA only
-        """Warm up and capture ``fn``; device state is restored so the capture has no effect."""
-        saved = [t.clone() for t in (self.tok, self.pos, self.state, self.active)]
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        try:
-            with torch.cuda.stream(stream):
-                for _ in range(2):
-                    fn()
-            torch.cuda.current_stream().wait_stream(stream)
-            for t, s in zip((self.tok, self.pos, self.state, self.active), saved):
-                t.copy_(s)
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
-            g = torch.cuda.CUDAGraph()
-            # thread_local: other threads (e.g. the vision encoder of another robot) may use the GPU meanwhile
-            with torch.cuda.graph(g, pool=self._pool, capture_error_mode="thread_local"):
-                fn()
-        except Exception as e:
-            import warnings
-
-            if self.compiled:
-                # inductor failed here: fall back to the eager step and capture that next time
-                warnings.warn(f"engine: compiled decode step failed ({e}); using the eager step")
-                self._decode_fn, self.compiled = self._eager_decode, False
-                torch._dynamo.reset()  # drop dynamo's half-built state (it broke later eager calls on torch 2.11)
-            else:
-                warnings.warn(f"engine: CUDA graph capture failed ({e}); running eagerly")
-                self._use_graphs = False
-            torch.cuda.current_stream().wait_stream(stream)
-            for t, s in zip((self.tok, self.pos, self.state, self.active), saved):
-                t.copy_(s)
-            return None
-        for t, s in zip((self.tok, self.pos, self.state, self.active), saved):
-            t.copy_(s)
-        return g
-
     # ------------------------------------------------------------------ streaming to the host
     def _publish(self, n: int, live: list[tuple[int, Ticket]]) -> None:
         self._publish_rows(0, n, [(s, t) for s, t in live if s < n])
@@ -590,19 +389,3 @@ class Engine:
             self.slots[t.slot] = None
             self.active[t.slot] = False
             self.pos[t.slot] = self.scratch
-
-
-def _flash_decode_kernel(shape, dtype: torch.dtype, device):
-    """flash-attn's ``flash_attn_with_kvcache`` when installed and it agrees with SDPA on our cache
-    layout (one check on random data); otherwise None, and the decode step uses SDPA."""
-    try:
-        from flash_attn import flash_attn_with_kvcache
-    except ImportError:
-        return None
-    why = check_flash_decode(flash_attn_with_kvcache, shape, dtype, device)
-    if why is not None:
-        import warnings
-
-        warnings.warn(f"engine: flash-attn's decode kernel disagrees with SDPA here ({why}); using SDPA")
-        return None
-    return flash_attn_with_kvcache

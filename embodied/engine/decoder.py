@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embodied.errors import ConfigError
+from embodied.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -295,7 +295,7 @@ def check_flash_decode(flash, shape: DecoderShape, dtype: torch.dtype, device) -
     lens = torch.tensor([5, 40], dtype=torch.int32, device=device)  # (B,)
     try:
         got = flash(q, kc.transpose(1, 2), vc.transpose(1, 2), cache_seqlens=lens).float()  # (B, 1, H, hd)
-    except Exception as e:  # noqa: BLE001 - any failure means: use SDPA
+    except Exception as e:  # any failure means: use SDPA
         return f"{type(e).__name__}: {e}"
     rep = H // Hkv
     want = torch.stack([

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from embodied.errors import ConfigError
+from embodied.core.errors import ConfigError
 
 
 def keep_top_patches(

@@ -12,8 +12,9 @@ import queue
 import threading
 from typing import Iterator
 
-from embodied.engine.core import Engine, Request, Ticket
-from embodied.errors import EngineError
+from embodied.core.errors import EngineError
+from embodied.engine.core import Engine
+from embodied.engine.records import Request, Ticket
 
 _DONE = object()
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Iterable
 
-from embodied.observation import Observation
-from embodied.plan import PlanStep, parse_step
-from embodied.vocab import COLOUR_RGBA, COLOURS, is_object_name, object_name_pattern
+from embodied.core.observation import Observation
+from embodied.core.plan import PlanStep, parse_step
+from embodied.core.vocab import COLOUR_RGBA, COLOURS, is_object_name, object_name_pattern
 
 
 def _rename(text: str, mapping: dict[str, str]) -> str:

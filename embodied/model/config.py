@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
-from embodied.errors import ConfigError
-from embodied.vocab import is_object_name
+from embodied.core.errors import ConfigError
+from embodied.core.vocab import is_object_name
 
 
 @dataclass
@@ -97,7 +97,7 @@ class ModelConfig:
             raise ConfigError("prompt_relations and object_refs cannot be combined yet; switch one of them off")
         bad = [n for n in self.known_objects if not isinstance(n, str) or not is_object_name(n)]
         if bad:
-            raise ConfigError(f"known_objects: {bad[0]!r} is not an object name '<colour> <shape>' of embodied.vocab")
+            raise ConfigError(f"known_objects: {bad[0]!r} is not an object name '<colour> <shape>' of embodied.core.vocab")
         if self.state_tokens < 1:
             raise ConfigError("state_tokens must be >= 1")
         return self

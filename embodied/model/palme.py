@@ -25,14 +25,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from embodied.errors import ConfigError, ObservationError
+from embodied.core.errors import ConfigError, ObservationError
+from embodied.core.observation import Observation
+from embodied.core.plan import STEP_SEPARATOR, PlanStep, format_plan
+from embodied.model.backbones import build_lm, load_pretrained_lm, load_pretrained_vision
 from embodied.model.config import ModelConfig
 from embodied.model.encoders import PretrainedVisionEncoder, StateEncoder, VisionEncoder, frames_to_tensor
 from embodied.model.prompt import ImageSegment, MultimodalPrompt, StateSegment, TextSegment
 from embodied.model.refs import ObjectRefs, add_ref_tokens, listed_refs, pointer_attention_loss, shuffled
-from embodied.observation import Observation
-from embodied.plan import STEP_SEPARATOR, PlanStep, format_plan
-from embodied.tokenizer import IMAGE, STATE
+from embodied.model.tokenizer import IMAGE, STATE
 
 IGNORE = -100
 FORMAT = "embodied-palme"
@@ -58,53 +59,6 @@ class PromptTokens:
     ref_names: list[tuple[int, list[int]]] = field(default_factory=list)
 
 
-def _build_lm(config: ModelConfig, tokenizer) -> nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    c = config.lm
-    lc = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=c.hidden_size,
-        intermediate_size=c.intermediate_size,
-        num_hidden_layers=c.layers,
-        num_attention_heads=c.heads,
-        num_key_value_heads=c.kv_heads,
-        max_position_embeddings=c.max_positions,
-        tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return LlamaForCausalLM(lc)
-
-
-def _load_pretrained_lm(path: str):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from embodied.tokenizer import BOS, EOS, PAD
-
-    if not Path(path).is_dir():
-        raise ConfigError(f"lm.pretrained={path!r} is not a local directory; download it first (no hub access at run time)")
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    extra = {"additional_special_tokens": [IMAGE, STATE]}
-    for attr, val in (("pad_token", PAD), ("bos_token", BOS), ("eos_token", EOS)):
-        if getattr(tok, attr) is None:
-            extra[attr] = val
-    tok.add_special_tokens(extra)
-    lm = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    lm.resize_token_embeddings(len(tok))
-    return lm, tok
-
-
-def _load_pretrained_vision(path: str) -> nn.Module:
-    from transformers import AutoModel
-
-    if not Path(path).is_dir():
-        raise ConfigError(f"vision.pretrained={path!r} is not a local directory")
-    m = AutoModel.from_pretrained(path, local_files_only=True)
-    return getattr(m, "vision_model", m)
-
-
 class PalmE(nn.Module):
     """The planner model. Build with ``PalmE.create(config, corpus)`` or ``PalmE.load(dir)``."""
 
@@ -112,7 +66,7 @@ class PalmE(nn.Module):
         super().__init__()
         self.config = config.check()
         self.tokenizer = tokenizer
-        self.lm = lm if lm is not None else _build_lm(config, tokenizer)
+        self.lm = lm if lm is not None else build_lm(config, tokenizer)
         d = self.lm.get_input_embeddings().embedding_dim
         if vision is not None:
             self.vision = PretrainedVisionEncoder(vision, config.vision.image_size)
@@ -130,11 +84,11 @@ class PalmE(nn.Module):
     @classmethod
     def create(cls, config: ModelConfig, corpus: Sequence[str] = ()) -> "PalmE":
         """A fresh model; the tokenizer is trained on ``corpus`` (instructions and plans)."""
-        from embodied.tokenizer import build_tokenizer
+        from embodied.model.tokenizer import build_tokenizer
 
         lm = vision = None
         if config.lm.pretrained:
-            lm, tok = _load_pretrained_lm(config.lm.pretrained)
+            lm, tok = load_pretrained_lm(config.lm.pretrained)
         else:
             tok = build_tokenizer(corpus, vocab_size=config.vocab_size)
         if config.object_refs:
@@ -142,7 +96,7 @@ class PalmE(nn.Module):
             if lm is not None:
                 lm.resize_token_embeddings(len(tok))
         if config.vision.pretrained:
-            vision = _load_pretrained_vision(config.vision.pretrained)
+            vision = load_pretrained_vision(config.vision.pretrained)
         return cls(config, tok, lm=lm, vision=vision)
 
     def enable_object_refs(self) -> None:

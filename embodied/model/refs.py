@@ -29,9 +29,9 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Sequence
 
-from embodied.errors import ObservationError
-from embodied.observation import Observation
-from embodied.vocab import is_object_name, object_name_pattern
+from embodied.core.errors import ObservationError
+from embodied.core.observation import Observation
+from embodied.core.vocab import is_object_name, object_name_pattern
 
 MAX_REFS = 16
 REF_TOKENS: tuple[str, ...] = tuple(f"<o{i}>" for i in range(1, MAX_REFS + 1))
@@ -111,7 +111,7 @@ def listed_refs(ids: Sequence[int], vocab: dict[str, int], offset: int = 0) -> l
     ``..., purple triangle <o2>, ...``: the name is every token since the last ``,`` or ``:``,
     without the lone word-start piece the tokenizer puts before a reference.
     """
-    from embodied.tokenizer import WORD_PREFIX
+    from embodied.model.tokenizer import WORD_PREFIX
 
     refs = {vocab[r] for r in REF_TOKENS if r in vocab}
     breaks = {vocab.get(","), vocab.get(":")}

@@ -7,6 +7,8 @@ group_by_attribute, unstack, line_up, clean_up_except. See docs/tasks.md.
 
 from __future__ import annotations
 
+from embodied.core.errors import ConfigError
+from embodied.core.plan import PlanStep
 from envs.tasks.base import Episode, Task
 from envs.tasks.grouping import CleanUpExcept, GroupByAttribute, SortByColour
 from envs.tasks.placing import LineUp, MoveToLocation, PlaceRelative, PutInContainer
@@ -32,12 +34,18 @@ TASKS: dict[str, Task] = {
 
 def get_task(family: str) -> Task:
     """The task of a family; an unknown name raises ``ConfigError`` listing the families."""
-    from embodied.errors import ConfigError
-
     try:
         return TASKS[family]
     except (KeyError, TypeError):
         raise ConfigError(f"unknown task family {family!r}; families are {', '.join(TASKS)}") from None
 
 
-__all__ = ["TASKS", "get_task", "Episode", "Task", "make_privileged", "episode_from_privileged", "world_from_privileged"]
+def oracle_plan(privileged: dict) -> list[PlanStep]:
+    """The remaining oracle plan (ending with ``done``) from a privileged record
+    (``make_privileged``): what ``policies.oracle.OraclePlanner`` is handed."""
+    episode = episode_from_privileged(privileged)
+    world = world_from_privileged(privileged, episode.scene)
+    return get_task(episode.family).oracle_plan(episode, world)
+
+
+__all__ = ["TASKS", "get_task", "oracle_plan", "Episode", "Task", "make_privileged", "episode_from_privileged", "world_from_privileged"]

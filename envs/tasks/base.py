@@ -1,18 +1,19 @@
 """The Task contract: sample a scene from a seed, write the instruction, know the oracle
 plan, and check success with an exact predicate (after objects settle).
 
-Tasks are independent of the simulator: they read and write ``envs.spec`` data only.
+Tasks are independent of the simulator: they read and write ``embodied.core.world`` data only.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from embodied.errors import ConfigError
-from embodied.plan import PlanStep
-from envs.spec import SceneSpec, WorldState
+from embodied.core.errors import ConfigError
+from embodied.core.plan import PlanStep
+from embodied.core.world import SceneSpec, WorldState
 
 
 @dataclass
@@ -41,6 +42,12 @@ class Episode:
                    str(d["instruction"]), dict(d["goal"]), int(d.get("max_steps", 10)))
 
 
+def renders(template: str, text: str) -> bool:
+    """Whether ``text`` could be ``template`` with its {fields} filled in."""
+    pattern = re.sub(r"\\\{[a-z0-9_]+\\\}", ".+?", re.escape(template))
+    return re.fullmatch(pattern, text) is not None
+
+
 class Task(ABC):
     """One task family. Subclasses set ``family`` and implement the three methods."""
 
@@ -58,6 +65,10 @@ class Task(ABC):
     def heldout_templates(self) -> tuple[str, ...]:
         """Templates never used by a train split."""
         return self.heldout_phrasings + self.l4_phrasings
+
+    def is_heldout_phrasing(self, text: str) -> bool:
+        """``text`` (a template or a rendered instruction) is never used in training for this family."""
+        return any(t == text or renders(t, text) for t in self.heldout_templates())
 
     def failure(self, episode: Episode, world: WorldState) -> str | None:
         """Why the episode has failed for good (an object off the table), or None."""

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from embodied import vocab
-from embodied.errors import ConfigError
-from embodied.plan import DONE, PlanStep, validate_step
-from envs.levels import Content, check, content, episode_rng
-from envs.spec import (
+from embodied.core import vocab
+from embodied.core.errors import ConfigError
+from embodied.core.plan import DONE, PlanStep, validate_step
+from embodied.core.world import (
     BIN_HALF_EXTENTS,
     CONTAINER_FLOOR,
     OBJECT_HEIGHT,
@@ -27,6 +26,7 @@ from envs.spec import (
     SceneSpec,
     WorldState,
 )
+from envs.levels import Content, check, content, episode_rng
 from envs.tasks.base import Episode, Task
 
 # Where object centres are sampled and may be placed (reachable by a Panda at the origin).

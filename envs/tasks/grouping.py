@@ -3,10 +3,10 @@ attribute, clean up everything but some objects."""
 
 from __future__ import annotations
 
-from embodied import vocab
-from embodied.vocab import object_name
+from embodied.core import vocab
+from embodied.core.vocab import object_name
+from embodied.core.world import WorldState
 from envs.levels import Content
-from envs.spec import WorldState
 from envs.tasks.base import Episode
 from envs.tasks.common import (
     Resample,

@@ -3,10 +3,10 @@ relative to another object, and in a row."""
 
 from __future__ import annotations
 
-from embodied import vocab
-from embodied.vocab import object_name
+from embodied.core import vocab
+from embodied.core.vocab import object_name
+from embodied.core.world import RELATION_DISTANCE, WorldState
 from envs.levels import Content
-from envs.spec import RELATION_DISTANCE, WorldState
 from envs.tasks.base import Episode
 from envs.tasks.common import (
     MIN_SPACING,

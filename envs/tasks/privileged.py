@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from embodied.errors import ObservationError
-from envs.spec import SceneSpec, WorldState
+from embodied.core.errors import ObservationError
+from embodied.core.world import SceneSpec, WorldState
 from envs.tasks.base import Episode
 
 PRIVILEGED_KEYS = ("family", "level", "split", "seed", "instruction", "goal", "max_steps", "scene", "poses", "held")

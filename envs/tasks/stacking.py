@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from embodied.vocab import object_name
+from embodied.core.vocab import object_name
+from embodied.core.world import WorldState
 from envs.levels import Content
-from envs.spec import WorldState
 from envs.tasks.base import Episode
 from envs.tasks.common import Sketch, SketchTask, build_scene, draw, draw_many, key_pool, sample_points
 

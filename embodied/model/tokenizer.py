@@ -8,7 +8,7 @@ Tokenization (``tokenizers`` library, saved as ``tokenizer.json``, loaded as
   spaces SentencePiece-style: a word that follows a space starts with ``▁`` ("▁put"),
   and so does the first word of every separately encoded piece (``prepend_scheme="first"``);
 - model: BPE trained on the instruction + plan corpus. Every word of the plan grammar
-  (verbs, prepositions, all colours and shapes in ``embodied.vocab`` including held-out
+  (verbs, prepositions, all colours and shapes in ``embodied.core.vocab`` including held-out
   ones, ``tray``, ``bin``, ``to``, location words, ``done``) is a single token ``▁word``,
   and ``;`` is a single token: the grammar is known a priori, so its words are fed to the
   trainer often enough to be merged whole (checked after training: ``TokenizerError``
@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from embodied.errors import EmbodiedError
-from embodied.plan import PUT_PREPOSITIONS, VERBS
-from embodied.vocab import COLOURS, LOCATIONS, SHAPES
+from embodied.core.errors import EmbodiedError
+from embodied.core.plan import PUT_PREPOSITIONS, VERBS
+from embodied.core.vocab import COLOURS, LOCATIONS, SHAPES
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 IMAGE, STATE = "<image>", "<state>"

@@ -1,6 +1,6 @@
 """Grammar-constrained decoding: a token-level automaton for the plan language.
 
-Built from ``embodied.plan.valid_steps(objects, containers)`` and the tokenizer::
+Built from ``embodied.core.plan.valid_steps(objects, containers)`` and the tokenizer::
 
     plan := ( step_tokens ";" )* "done" <eos>
 
@@ -16,7 +16,7 @@ no host round trip per token::
 A step is complete exactly when a transition lands in ``start`` or ``end``.
 
 Objects and containers come from the robot's perception (``Observation.detections``); when
-it reports nothing (e.g. ``ablate=frames``) the full vocabulary of ``embodied.vocab`` is used.
+it reports nothing (e.g. ``ablate=frames``) the full vocabulary of ``embodied.core.vocab`` is used.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Sequence
 
 import torch
 
-from embodied.errors import ConfigError, ObservationError
-from embodied.plan import STEP_SEPARATOR, valid_steps
-from embodied.vocab import COLOURS, SHAPES, bin_name, object_name
+from embodied.core.errors import ConfigError, ObservationError
+from embodied.core.plan import STEP_SEPARATOR, valid_steps
+from embodied.core.vocab import COLOURS, SHAPES, bin_name, object_name
 
 _TO_START, _TO_END = -1, -2  # trie edge targets that leave the step
 
@@ -56,7 +56,7 @@ def scene_vocabulary(detections: Sequence[str]) -> tuple[list[str], list[str]]:
         else:
             raise ObservationError(
                 f"detection {name!r} is neither an object '<colour> <shape>' nor a container "
-                f"('tray', '<colour> bin') of embodied.vocab; fix the perception output"
+                f"('tray', '<colour> bin') of embodied.core.vocab; fix the perception output"
             )
     return sorted(set(objects)), sorted(set(containers))
 
@@ -149,7 +149,7 @@ def _separator_ids(tok) -> tuple[int, ...]:
     if joint[: len(ia)] != ia or joint[len(joint) - len(ib):] != ib or len(joint) <= len(ia) + len(ib):
         raise ConfigError(
             "the tokenizer does not encode 'step; step' as step tokens + separator + step tokens; "
-            "constrained decoding needs a tokenizer built by embodied.tokenizer.build_tokenizer"
+            "constrained decoding needs a tokenizer built by embodied.model.tokenizer.build_tokenizer"
         )
     return tuple(joint[len(ia): len(joint) - len(ib)])
 

@@ -1,6 +1,6 @@
 """``ModelPlanner``: the PaLM-E-style model as a ``Planner``, decoding through the streaming engine.
 
-Every step is grammar-constrained (``embodied.constrained``) to the objects the robot
+Every step is grammar-constrained (``embodied.engine.constrained``) to the objects the robot
 perceives (``Observation.detections``; the full vocabulary when it perceives nothing, e.g.
 under ``ablate=frames``), streamed as soon as its text is complete, parsed and validated.
 A model with ``object_refs`` names an object by its reference into the prompt's object
@@ -22,11 +22,11 @@ from typing import Iterator, Optional
 
 import torch
 
-from embodied.constrained import build_constraint, constraint_for_detections, scene_vocabulary
-from embodied.errors import EngineError
+from embodied.core.errors import EngineError
+from embodied.core.observation import Observation
+from embodied.core.plan import PlanStep, parse_step, validate_step
+from embodied.engine.constrained import build_constraint, constraint_for_detections, scene_vocabulary
 from embodied.model.aliases import ObjectAliases
-from embodied.observation import Observation
-from embodied.plan import PlanStep, parse_step, validate_step
 
 
 def _unfinished(max_new: int) -> None:
@@ -127,7 +127,8 @@ class ModelPlanner:
 
     def _get_engine(self):
         if self._engine is None:
-            from embodied.engine.core import Engine, EngineConfig
+            from embodied.engine.core import Engine
+            from embodied.engine.records import EngineConfig
 
             cfg = self._engine_config or EngineConfig(
                 max_batch=self.max_batch,
@@ -146,7 +147,7 @@ class ModelPlanner:
         return n
 
     def _engine_steps(self, embeds, prefix_len, constraint) -> Iterator[list[int]]:
-        from embodied.engine.core import Request
+        from embodied.engine.records import Request
 
         eng = self._get_engine()
         req = Request(

@@ -11,7 +11,7 @@ Grammar (canonical form, lower case, single spaces)::
     move      := "move " OBJECT " to " LOCATION
     OBJECT    := COLOUR " " SHAPE                     e.g. "red cube"
     CONTAINER := "tray" | COLOUR " bin"               e.g. "blue bin"
-    LOCATION  := "top left" | "top right" | ... (embodied.vocab.LOCATIONS)
+    LOCATION  := "top left" | "top right" | ... (embodied.core.vocab.LOCATIONS)
 
 Examples: ``put red cube on blue cube``, ``put green cube in tray``,
 ``put red cylinder left of blue cube``, ``move yellow cube to top left``, ``done``.
@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from embodied.errors import IllegalStepError, PlanSyntaxError, UnknownObjectError
-from embodied.vocab import COLOURS, LOCATIONS, RELATIONS, SHAPES
+from embodied.core.errors import IllegalStepError, PlanSyntaxError, UnknownObjectError
+from embodied.core.vocab import COLOURS, LOCATIONS, RELATIONS, SHAPES
 
 STEP_SEPARATOR = "; "
 PUT_PREPOSITIONS: tuple[str, ...] = ("on", "in") + tuple(RELATIONS)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embodied.errors import ConfigError
+from embodied.core.errors import ConfigError
 
 
 @dataclass
@@ -114,7 +114,8 @@ def _pct(xs: list[float]) -> dict[str, float]:
 def _bench_model(name: str, lm, weights: str, c: BenchEngineConfig) -> list[dict]:
     import torch
 
-    from embodied.engine.core import Engine, EngineConfig, Request
+    from embodied.engine.core import Engine
+    from embodied.engine.records import EngineConfig, Request
 
     dev = torch.device(c.device)
     cuda = dev.type == "cuda"

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embodied import vocab
-from embodied.errors import ConfigError
-from embodied.vocab import SHAPE_SIDES
+from embodied.core import vocab
+from embodied.core.errors import ConfigError
+from embodied.core.vocab import SHAPE_SIDES
 
 TABLE_Z = 0.0
 # Objects must stay inside this box (x, y) to count as "on the table / in the workspace".

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from embodied.errors import ObservationError
+from embodied.core.errors import ObservationError
 
 STATE_SIZE = 15
 

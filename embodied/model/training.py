@@ -1,7 +1,7 @@
 """Train the PaLM-E-style planner on oracle demonstrations.
 
     embodied train data=data/l1 out=runs/model [model=tiny] [steps=2000] [batch_size=32] ...
-    torchrun --nproc_per_node=2 -m embodied.train data=data/l1 out=runs/model
+    torchrun --nproc_per_node=2 -m embodied.commands.train data=data/l1 out=runs/model
 
 AdamW with linear warm-up and cosine decay, bf16 autocast on CUDA (fp32 on CPU), optional
 gradient checkpointing and accumulation, loss on the plan tokens only. Every ``val_every``
@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
 import random
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from embodied.errors import ConfigError
+from embodied.core.errors import ConfigError
 from embodied.model.config import ModelConfig
+
+_log = logging.getLogger("embodied.train")
 
 
 @dataclass
@@ -177,55 +179,6 @@ def _batches(n: int, batch: int, seed: int, rank: int, world: int):
 
 
 @functools.lru_cache(maxsize=1)
-def _grammar_words() -> frozenset[str]:
-    from embodied.tokenizer import grammar_words
-
-    return frozenset(grammar_words())
-
-
-def _is_grammar_word(word: str) -> bool:
-    """Whether an instruction word (punctuation stripped) is a plan-grammar word; the noise options keep those."""
-    return word.lower().strip(",.:;") in _grammar_words()
-
-
-def _drop_words(text: str, p: float, rng: random.Random) -> str:
-    """Drop each word that is not a plan-grammar word with probability ``p``."""
-    words = [w for w in text.split() if _is_grammar_word(w) or rng.random() >= p]
-    return " ".join(words) or text
-
-
-def _noise_words(text: str, p: float, rng: random.Random) -> str:
-    """Replace each non-grammar word by a made-up word with probability ``p``; insert one with probability ``p``."""
-    def made_up() -> str:
-        return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 8)))
-
-    words = [w if _is_grammar_word(w) or rng.random() >= p else made_up() for w in text.split()]
-    if words and rng.random() < p:
-        words.insert(rng.randint(0, len(words)), made_up())
-    return " ".join(words)
-
-
-def _swap_colours(text: str, p: float, rng: random.Random) -> str:
-    """``text`` with each training-colour word replaced by a different training colour with probability ``p``."""
-    from embodied.vocab import TRAIN_COLOURS
-
-    words = text.split(" ")
-    for i, w in enumerate(words):
-        if w in TRAIN_COLOURS and rng.random() < p:
-            words[i] = rng.choice([c for c in TRAIN_COLOURS if c != w])
-    return " ".join(words)
-
-
-def _blank_frames(obs):
-    """``obs`` with every camera frame (and depth map) zeroed; the perception list and relations kept."""
-    from dataclasses import replace
-
-    import numpy as np
-
-    return replace(obs, frames={k: np.zeros_like(v) for k, v in obs.frames.items()},
-                   depth={k: np.zeros_like(v) for k, v in obs.depth.items()})
-
-
 @dataclass
 class _Eval:
     loss: float
@@ -270,7 +223,7 @@ def train(cfg: TrainConfig) -> dict:
     from tqdm import tqdm
 
     from embodied.data.dataset import PlanDataset
-    from embodied.model.aliases import alias_for_training
+    from embodied.model.augment import augment, swap_colours
     from embodied.model.palme import PalmE
 
     for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise", "frame_dropout", "alias_noise"):
@@ -303,7 +256,7 @@ def train(cfg: TrainConfig) -> dict:
     prior = json.loads(state_path.read_text()) if resumed else {}
     if resumed and prior.get("finished") and prior.get("steps") == cfg.steps:
         if dist.main:
-            print(f"{out}: training already finished at step {prior['step']}; use resume=false to retrain")
+            _log.info(f"{out}: training already finished at step {prior['step']}; use resume=false to retrain")
         dist.close()
         return prior
     if dist.main and not resumed:
@@ -384,23 +337,10 @@ def train(cfg: TrainConfig) -> dict:
         step_loss = 0.0
         for micro in range(cfg.grad_accum):
             exs = [train_ds[i] for i in next(batches)]
-            if cfg.instruction_word_dropout > 0:
-                for e in exs:
-                    e.observation.instruction = _drop_words(e.observation.instruction, cfg.instruction_word_dropout, rng)
-            if cfg.instruction_word_noise > 0:
-                for e in exs:
-                    e.observation.instruction = _noise_words(e.observation.instruction, cfg.instruction_word_noise, rng)
-            if cfg.alias_noise > 0:
-                for e in exs:
-                    if rng.random() < cfg.alias_noise:
-                        e.observation, e.target = alias_for_training(model.config.known_objects, e.observation, e.target, rng)
-            if cfg.frame_dropout > 0:
-                for e in exs:
-                    if rng.random() < cfg.frame_dropout:
-                        e.observation = _blank_frames(e.observation)
+            augment(exs, cfg, model.config.known_objects, rng)
             pairs = [model.training_example(e.observation, e.target, rng) for e in exs]
             targets = [t for _, t in pairs]
-            noisy = [_swap_colours(t, cfg.target_colour_noise, rng) for t in targets] if cfg.target_colour_noise > 0 else None
+            noisy = [swap_colours(t, cfg.target_colour_noise, rng) for t in targets] if cfg.target_colour_noise > 0 else None
             sync = contextlib.nullcontext() if (not dist.enabled or micro == cfg.grad_accum - 1) else net.no_sync()
             with sync:
                 with autocast():
@@ -438,7 +378,7 @@ def train(cfg: TrainConfig) -> dict:
             log(rec)
             last.update(rec)
             if dist.main and not cfg.progress:
-                print(json.dumps(rec), flush=True)
+                _log.info(json.dumps(rec))
             if cfg.keep_best and dist.main and vl < best_val:
                 best_val = vl
                 model.save(best_dir)
@@ -449,7 +389,7 @@ def train(cfg: TrainConfig) -> dict:
             dist.barrier()
         if out_of_time:
             if dist.main:
-                print(f"stopping at step {done_steps}: max_minutes={cfg.max_minutes} reached")
+                _log.info(f"stopping at step {done_steps}: max_minutes={cfg.max_minutes} reached")
             break
     bar.close()
     elapsed = time.time() - t0
@@ -458,7 +398,7 @@ def train(cfg: TrainConfig) -> dict:
                    parameters=sum(p.numel() for p in model.parameters()))
     log({"summary": summary})
     if dist.main:
-        print(json.dumps({"summary": summary}), flush=True)
+        _log.info(json.dumps({"summary": summary}))
     dist.close()
     return summary
 
@@ -467,21 +407,3 @@ def _plain(cfg: TrainConfig) -> dict:
     from dataclasses import asdict
 
     return asdict(cfg)
-
-
-def main(cfg) -> int:
-    """Entry point for ``embodied train`` (a composed DictConfig)."""
-    from embodied.cli import validated
-
-    train(validated(cfg, TrainConfig))
-    return 0
-
-
-if __name__ == "__main__":
-    from embodied.cli import compose
-
-    try:
-        sys.exit(main(compose("train", sys.argv[1:])))
-    except ConfigError as e:
-        print(f"embodied train: error: {e}", file=sys.stderr)
-        sys.exit(2)

@@ -1,8 +1,8 @@
-"""The skill controller: executes one plan step through any ``embodied.planner.Arm``.
+"""The skill controller: executes one plan step through any ``embodied.core.protocols.Arm``.
 
 It needs no simulator: object poses come from a ``locate(name) -> (position (3,), yaw)``
 callable (the simulator's ground truth, or a real robot's perception), and object and
-container geometry from ``envs.spec`` records. Skills:
+container geometry from ``embodied.core.world`` records. Skills:
 
 - ``put X on Y`` / ``put X in C`` / ``put X left of|right of|in front of|behind Y`` /
   ``move X to <location>``: pick X (above -> descend -> close -> lift -> verify that X
@@ -23,11 +23,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from embodied.errors import EmbodiedError
-from embodied.plan import PlanStep, parse_step, validate_step
-from embodied.planner import Arm, Pose
-from embodied.vocab import LOCATIONS, RELATIONS, SHAPE_SIDES
-from envs.spec import CONTAINER_FLOOR, RELATION_DISTANCE, TABLE_Z, WORKSPACE_X, WORKSPACE_Y, ContainerSpec, ObjectSpec
+from embodied.core.errors import EmbodiedError
+from embodied.core.plan import PlanStep, parse_step, validate_step
+from embodied.core.protocols import Arm, Pose
+from embodied.core.vocab import LOCATIONS, RELATIONS, SHAPE_SIDES
+from embodied.core.world import CONTAINER_FLOOR, RELATION_DISTANCE, TABLE_Z, WORKSPACE_X, WORKSPACE_Y, ContainerSpec, ObjectSpec
 
 Locate = Callable[[str], tuple[np.ndarray, float]]
 

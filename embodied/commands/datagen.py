@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from embodied.errors import ConfigError
-from embodied.plan import DONE, PlanStep, format_plan
+from embodied.core.errors import ConfigError
+from embodied.core.plan import DONE, PlanStep, format_plan
 
 PERTURBATIONS: tuple[str, ...] = ("undo", "drop", "displace")
 
@@ -141,10 +141,11 @@ def run_unit(unit: _Unit) -> dict:
     """Run the episodes of one shard and write it. Returns counts for the summary."""
     from embodied.data.dataset import write_shard
     from envs.tabletop_env import TabletopEnv
+    from envs.tasks import oracle_plan
     from policies.oracle import OraclePlanner
 
     t0 = time.time()
-    oracle = OraclePlanner()
+    oracle = OraclePlanner(oracle_plan)
     env = TabletopEnv(unit.family, unit.level, split="train", image_size=unit.image_size, privileged=True)
     rows: list[dict] = []
     successes = perturbed = 0
@@ -257,7 +258,7 @@ def generate(cfg: DatagenConfig) -> dict:
 
 def main(cfg) -> int:
     """Entry point for ``embodied datagen`` (a composed DictConfig)."""
-    from embodied.cli import validated
+    from embodied.commands.config import validated
 
     summary = generate(validated(cfg, DatagenConfig))
     print(json.dumps(summary))
