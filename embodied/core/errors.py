@@ -50,3 +50,15 @@ class RemoteError(EmbodiedError, RuntimeError):
 
 class EngineError(EmbodiedError, RuntimeError):
     """The inference engine cannot serve a request (too long for its cache, engine closed, ...)."""
+
+
+class CameraError(EmbodiedError, RuntimeError):
+    """A camera gave no frame: unplugged, end of a video file, a stream that stopped, a bad source."""
+
+
+class CalibrationError(EmbodiedError, ValueError):
+    """A calibration file is missing, malformed, or does not match the camera (e.g. its resolution)."""
+
+
+class PerceptionError(EmbodiedError, RuntimeError):
+    """Perception cannot say where something is (an object it does not see, frames it cannot read)."""
