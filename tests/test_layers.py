@@ -31,6 +31,9 @@ PARTS: dict[str, tuple[str, ...]] = {
 COMMANDS = ("embodied.commands",)
 # what the ground may import from outside the project
 GROUND_THIRD_PARTY = {"numpy"}
+# what perception may import from outside the project (it runs on the robot computer);
+# pyrealsense2 only inside the RealSense camera module, as an optional extra
+PERCEPTION_THIRD_PARTY = {"numpy", "cv2", "pyrealsense2"}
 
 
 def _within(module: str, prefixes: tuple[str, ...]) -> bool:
@@ -152,6 +155,21 @@ def test_the_ground_needs_numpy_alone():
                 continue
             bad.append(f"{path.relative_to(ROOT)}:{line}: {mod}")
     assert not bad, "the ground imports more than numpy:\n" + "\n".join(bad)
+
+
+def test_perception_needs_numpy_and_opencv_alone():
+    std = set(sys.stdlib_module_names) | {"__future__"}
+    bad = []
+    mods = modules()
+    for name, path in mods.items():
+        if layer_of(name) != (1, "perception"):
+            continue
+        for mod, line in imports_of(name, path):
+            top = mod.split(".")[0]
+            if top in std or top in PERCEPTION_THIRD_PARTY or mod in mods or mod.rpartition(".")[0] in mods:
+                continue
+            bad.append(f"{path.relative_to(ROOT)}:{line}: {mod}")
+    assert not bad, "perception imports more than numpy and opencv:\n" + "\n".join(bad)
 
 
 def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
