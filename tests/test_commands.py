@@ -15,7 +15,7 @@ from tests.test_bridge_planners import ROOT
 def test_every_command_prints_its_keys_with_defaults_and_comments(command, capsys):
     assert main([*command.split(), "--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"embodied {command}:")
+    assert out.startswith(f"embodied {command}\n")
     assert "keys (override as key=value):" in out
     assert "=" in out.split("keys (override as key=value):")[1]
 

@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         command, overrides = _resolve(argv)
         config_name, module = COMMANDS[command]
         if any(o in HELP for o in overrides):
-            doc = (importlib.import_module(module).__doc__ or "").strip().splitlines()
-            print(f"embodied {command}: {doc[0] if doc else ''}\n\n{describe(config_name)}")
+            print(f"embodied {command}\n\n{describe(config_name)}")
             return 0
         cfg = compose(config_name, overrides)
         result = importlib.import_module(module).main(cfg)
