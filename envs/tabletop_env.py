@@ -10,6 +10,14 @@ objects settle and checks the task's success predicate.
   table / workspace: ``info["failure"]``); ``truncated`` at ``episode.max_steps``.
 - reward 1.0 on the step that reaches success, else 0.
 
+Perception (``perception=``): ``None`` or ``"ground_truth"`` (the reference) takes the
+detections, the scene graph and the poses the skill controller uses from the simulator;
+a ``Perception`` object (``embodied.perception.tabletop.TabletopPerception()``, handed in by
+the caller: ``perception=camera`` on the command line) takes all three from the perception
+cameras only (``envs.perceived``), re-perceived after every motion. Success and failure are
+always judged on the simulator's ground truth. ``perception_cameras`` / ``calibrations``
+choose the cameras it sees through and what it is told about them.
+
 Observation dict: ``image`` (H, W, 3) uint8 front camera, ``state`` (15,) float32 (layout in
 ``embodied.core.observation``), ``instruction`` text, plus ``depth`` (H, W) float32 metres,
 ``wrist_image`` / ``wrist_depth`` when enabled. ``grasp_assist=True`` attaches a pinched
@@ -32,6 +40,7 @@ from embodied.core.plan import parse_step, validate_step
 from embodied.core.skills import SkillController
 from embodied.core.world import WorldState
 from envs.levels import check as check_level
+from envs.perceived import PerceivedTable
 from envs.sim import FRONT_CAMERA, TabletopSim
 from envs.tasks import Episode, Task, get_task, make_privileged
 
@@ -58,6 +67,9 @@ class TabletopEnv(gym.Env):
         privileged: bool = False,
         render_mode: str | None = None,
         grasp_assist: bool = False,
+        perception: Any = None,
+        perception_cameras: Any = None,
+        calibrations: Any = None,
     ):
         self.task = get_task(task) if isinstance(task, str) else task
         check_level(level, split)
@@ -81,6 +93,7 @@ class TabletopEnv(gym.Env):
         self.observation_space = spaces.Dict(obs)
         self.action_space = spaces.Text(MAX_ACTION, min_length=1, charset=ACTION_CHARSET)
         self.sim = TabletopSim(image_size=image_size, depth=depth, wrist_camera=wrist_camera, grasp_assist=grasp_assist)
+        self.perceived = self._perceived(perception, perception_cameras, calibrations)
         self.episode: Episode | None = None
         self.controller: SkillController | None = None
         self.history: list[str] = []
@@ -98,7 +111,11 @@ class TabletopEnv(gym.Env):
         self.episode = self.task.sample(episode_seed, level, split)
         self.sim.load(self.episode.scene)
         scene = self.episode.scene
-        self.controller = SkillController(self.sim.arm, self.sim.pose, scene.objects, scene.containers)
+        if self.perceived is None:
+            self.controller = SkillController(self.sim.arm, self.sim.pose, scene.objects, scene.containers)
+        else:
+            self.perceived.forget()
+            self.controller = None  # built from what perception sees, before each step
         self.history = []
         self._steps = 0
         self._seq = 0
@@ -111,9 +128,14 @@ class TabletopEnv(gym.Env):
         self._seq += 1
         info = self._info()
         scene = self.episode.scene
+        names = (scene.object_names, scene.container_names)
+        if self.perceived is not None:  # what the robot can act on: what it perceives now
+            seen = self.perceived.scene()
+            self.controller = SkillController(self.sim.arm, self.perceived.locate, seen.object_specs(), seen.container_specs())
+            names = ([o.name for o in seen.object_specs()], [c.name for c in seen.container_specs()])
         try:
             step = parse_step(action)
-            validate_step(step, scene.object_names, scene.container_names)
+            validate_step(step, *names)
         except EmbodiedError as err:
             info["error"] = str(err)
             info["error_type"] = type(err).__name__
@@ -164,19 +186,35 @@ class TabletopEnv(gym.Env):
         if "wrist_depth" in f:
             depth["wrist"] = f["wrist_depth"].copy()
         world = self.sim.world_state()
+        if self.perceived is None:
+            detections, relations = list(f["detections"]), self._relations(f["detections"], world)
+        else:
+            seen = self.perceived.scene()
+            detections = seen.detections
+            relations = {k: v for k, v in seen.relations.items() if k in detections}
         return Observation(
             frames=frames,
             state=self._state(),
             instruction=self.episode.instruction,
             history=list(self.history),
             depth=depth,
-            detections=list(f["detections"]),
-            relations=self._relations(f["detections"], world),
+            detections=detections,
+            relations=relations,
             seq=self._seq,
             privileged=make_privileged(self.episode, world) if self.privileged else None,
         )
 
     # --- internals ------------------------------------------------------------------------
+    def _perceived(self, perception, cameras, calibrations) -> PerceivedTable | None:
+        if perception is None or perception == "ground_truth":
+            return None
+        if isinstance(perception, str) or not callable(getattr(perception, "perceive", None)):
+            raise ConfigError(
+                f"perception={perception!r}: use None / 'ground_truth', or hand in a Perception object, "
+                "e.g. TabletopEnv(..., perception=embodied.perception.tabletop.TabletopPerception())"
+            )
+        return PerceivedTable(self.sim, perception, cameras, calibrations)
+
     @staticmethod
     def _relations(detections, world) -> dict[str, str]:
         """Scene graph of the detected objects (containers have none), from the simulator's poses."""

@@ -76,7 +76,7 @@ def _worker_run(job: tuple[str, int]) -> dict:
     cfg: EvalConfig = _WORKER["cfg"]
     envs = _WORKER["envs"]
     if task not in envs:
-        envs[task] = make_env(task, cfg.level, cfg.split, cfg.image_size)
+        envs[task] = make_env(task, cfg.level, cfg.split, cfg.image_size, cfg.perception)
     seed = episode_seed(cfg.seed, task, index)
     video = unique_path(Path(cfg.out) / "videos" / f"{task}_{index:04d}_{seed}.mp4") if cfg.video else None
     try:
@@ -108,6 +108,8 @@ def _identity(cfg: EvalConfig) -> dict:
     """What must match for an evaluation to resume: settings, and for the model planner its weights."""
     keys = ("planner", "level", "split", "seed", "ablate", "model_dir", "image_size", "keep_patches")
     identity = {k: v for k, v in asdict(cfg).items() if k in keys}
+    if cfg.perception != "ground_truth":  # absent = ground truth, as in folders written before the option
+        identity["perception"] = cfg.perception
     if cfg.planner == "model":
         identity["model_sha256"] = _model_digest(Path(cfg.model_dir))
         identity["object_aliases"] = cfg.object_aliases
@@ -138,8 +140,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     identity = _identity(cfg)
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        if {k: old.get(k) for k in identity} != identity:
-            changed = sorted(k for k in identity if old.get(k) != identity[k])
+        changed = sorted(k for k in set(identity) | set(old) if old.get(k) != identity.get(k))
+        if changed:
             raise ConfigError(
                 f"{out} holds an evaluation with other settings ({', '.join(changed)} differ: {old}); its episodes "
                 "cannot be resumed with these. Choose a new out=<dir>, or delete that folder to start afresh"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from embodied.commands.config import flag, one_of
+from embodied.commands.perception import check_perception
 from embodied.commands.planners import check_model_dir, check_planner
 from envs.levels import LEVELS, SPLITS
 
@@ -30,6 +31,7 @@ class PlannerOptions:
     timeout_s: Optional[float] = None
     ablate: str = "none"
     image_size: int = 128
+    perception: str = "ground_truth"  # ground_truth | camera: what the robot knows of the table comes from its cameras only
 
 
 def check_options(opts: PlannerOptions, level: str, split: str = "test") -> None:
@@ -38,6 +40,7 @@ def check_options(opts: PlannerOptions, level: str, split: str = "test") -> None
     one_of(level, LEVELS, "level")
     one_of(split, SPLITS, "split")
     one_of(opts.ablate, ABLATIONS, "ablate")
+    check_perception(opts.perception)
     for key in ("use_engine", "cpu_compile", "object_aliases"):
         flag(getattr(opts, key), key)
     if opts.planner == "model":
