@@ -49,6 +49,7 @@ class DatagenConfig:
     image_size: int = 128
     done_rows: bool = True  # record a final "done" row after success
     progress: bool = True
+    perception: str = "ground_truth"  # camera: rows record what perception sees; the arm acts on perceived poses
 
 
 @dataclass
@@ -60,6 +61,7 @@ class _Unit:
     perturb: float
     image_size: int
     done_rows: bool
+    perception: str = "ground_truth"
 
 
 def target_text(steps: list[PlanStep]) -> str:
@@ -139,6 +141,7 @@ def _perturb(env, kind: str, step: PlanStep, before: dict, rng: random.Random) -
 
 def run_unit(unit: _Unit) -> dict:
     """Run the episodes of one shard and write it. Returns counts for the summary."""
+    from embodied.commands.perception import make_perception
     from embodied.data.dataset import write_shard
     from envs.tabletop_env import TabletopEnv
     from envs.tasks import oracle_plan
@@ -146,7 +149,8 @@ def run_unit(unit: _Unit) -> dict:
 
     t0 = time.time()
     oracle = OraclePlanner(oracle_plan)
-    env = TabletopEnv(unit.family, unit.level, split="train", image_size=unit.image_size, privileged=True)
+    env = TabletopEnv(unit.family, unit.level, split="train", image_size=unit.image_size, privileged=True,
+                      perception=make_perception(unit.perception))
     rows: list[dict] = []
     successes = perturbed = 0
     try:
@@ -187,6 +191,7 @@ def run_unit(unit: _Unit) -> dict:
 
 
 def plan_units(cfg: DatagenConfig) -> list[_Unit]:
+    from embodied.commands.perception import check_perception
     from envs.tasks import TASKS
 
     names = cfg.tasks.split(",") if isinstance(cfg.tasks, str) else list(cfg.tasks or [])
@@ -200,13 +205,15 @@ def plan_units(cfg: DatagenConfig) -> list[_Unit]:
         raise ConfigError("episodes, episodes_per_shard and workers must be >= 1")
     if not 0.0 <= cfg.perturb <= 1.0:
         raise ConfigError(f"perturb must be a fraction in [0, 1], got {cfg.perturb}")
+    check_perception(cfg.perception)
+    tag = "" if cfg.perception == "ground_truth" else f"-{cfg.perception}"  # shards of the two modes never mix
     out = Path(cfg.out)
     units = []
     for start in range(0, cfg.episodes, cfg.episodes_per_shard):
         for fam in families:  # interleave families so a partial run covers all of them
             seeds = list(range(cfg.seed + start, cfg.seed + min(cfg.episodes, start + cfg.episodes_per_shard)))
-            units.append(_Unit(fam, cfg.level, seeds, str(out / f"{fam}-{cfg.level}-{seeds[0]:07d}.parquet"),
-                               cfg.perturb, cfg.image_size, cfg.done_rows))
+            units.append(_Unit(fam, cfg.level, seeds, str(out / f"{fam}-{cfg.level}-{seeds[0]:07d}{tag}.parquet"),
+                               cfg.perturb, cfg.image_size, cfg.done_rows, cfg.perception))
     return units
 
 
