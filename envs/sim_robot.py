@@ -33,9 +33,11 @@ class SimRobot:
 
     def __init__(self, task: str = "stack", level: str = "L1", split: str = "test", seed: int = 0,
                  realtime: bool = True, image_size: int = 128, privileged: bool = True,
-                 depth: bool = False, wrist_camera: bool = False):
+                 depth: bool = False, wrist_camera: bool = False, perception=None):
+        """``perception``: None (ground truth) or a ``Perception`` object (the env's cameras then
+        give everything the robot knows of the table; see ``envs.tabletop_env``)."""
         self.env = TabletopEnv(task, level=level, split=split, image_size=int(image_size), depth=depth,
-                               wrist_camera=wrist_camera, privileged=privileged)
+                               wrist_camera=wrist_camera, privileged=privileged, perception=perception)
         self.seed, self.realtime = int(seed), bool(realtime)
         self._episode = -1
         self._last_success = False
