@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pybullet
 
 from embodied.core.camera import Calibration, Frame
 from embodied.core.errors import CameraError
+from envs.bullet import pybullet
 
 # OpenGL camera (x right, y up, z back) -> OpenCV camera (x right, y down, z forward)
 _GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
