@@ -34,6 +34,8 @@ DEFAULTS = {
     "concurrent_plans": 1,
     "curve": {"secret_key": None, "authorized": None},
     "max_seconds": None,
+    "perception": "ground_truth",
+    "calibration": {},
 }
 
 
@@ -48,6 +50,22 @@ def load_planner(spec, cfg=None) -> Planner:
     return make_planner(spec, cfg)
 
 
+def with_perception(planner: Planner, cfg) -> Planner:
+    """``perception=camera``: the server perceives each observation's frames (the cameras named in
+    ``calibration``) before the planner reads it; ``ground_truth``: the robot's detections are used."""
+    from embodied.commands.perception import check_perception, make_perception
+
+    if check_perception(cfg.get("perception", "ground_truth")) == "ground_truth":
+        return planner
+    files = section(cfg, "calibration")
+    if not files:
+        raise ConfigError("perception=camera on the server needs calibration files, e.g. calibration.front=calib/front.json")
+    from embodied.core.camera import Calibration
+    from embodied.perception.serving import PerceivingPlanner
+
+    return PerceivingPlanner(planner, make_perception("camera"), {n: Calibration.load(p) for n, p in files.items()})
+
+
 def main(cfg) -> None:
     """Serve until SIGINT, SIGTERM or ``max_seconds``."""
     curve = section(cfg, "curve")
@@ -57,7 +75,7 @@ def main(cfg) -> None:
 
         keys = server_keys(curve["secret_key"], curve.get("authorized"))
     server = InferenceServer(
-        load_planner(cfg.get("planner"), cfg),
+        with_perception(load_planner(cfg.get("planner"), cfg), cfg),
         cfg.get("bind", DEFAULTS["bind"]),
         max_message_bytes=cfg.get("max_message_bytes", MAX_MESSAGE_BYTES),
         default_deadline_ms=cfg.get("default_deadline_ms"),
