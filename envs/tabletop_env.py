@@ -18,6 +18,9 @@ cameras only (``envs.perceived``), re-perceived after every motion. Success and 
 always judged on the simulator's ground truth. ``perception_cameras`` / ``calibrations``
 choose the cameras it sees through and what it is told about them.
 
+Wording (``phrasing=``): ``"templates"`` (the task templates), ``"train"`` or ``"dev"``: the
+instruction reworded from the episode's goal (``envs.tasks.phrasing``); the scene is the same.
+
 Observation dict: ``image`` (H, W, 3) uint8 front camera, ``state`` (15,) float32 (layout in
 ``embodied.core.observation``), ``instruction`` text, plus ``depth`` (H, W) float32 metres,
 ``wrist_image`` / ``wrist_depth`` when enabled. ``grasp_assist=True`` attaches a pinched
@@ -43,6 +46,7 @@ from envs.levels import check as check_level
 from envs.perceived import PerceivedTable
 from envs.sim import FRONT_CAMERA, TabletopSim
 from envs.tasks import Episode, Task, get_task, make_privileged
+from envs.tasks.phrasing import check_wording, reword
 
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " .,;:'\"!?-()/&"
 ACTION_CHARSET = string.ascii_lowercase + " "
@@ -70,9 +74,11 @@ class TabletopEnv(gym.Env):
         perception: Any = None,
         perception_cameras: Any = None,
         calibrations: Any = None,
+        phrasing: str = "templates",
     ):
         self.task = get_task(task) if isinstance(task, str) else task
         check_level(level, split)
+        self.phrasing = check_wording(phrasing)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
         self.level, self.split = level, split
@@ -109,6 +115,8 @@ class TabletopEnv(gym.Env):
         check_level(level, split)
         episode_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
         self.episode = self.task.sample(episode_seed, level, split)
+        if self.phrasing != "templates":  # same scene, the instruction reworded from the goal
+            self.episode.instruction = reword(self.episode, self.phrasing)
         self.sim.load(self.episode.scene)
         scene = self.episode.scene
         if self.perceived is None:

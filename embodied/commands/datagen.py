@@ -14,6 +14,10 @@ part-way between where it was and where it went (dropped in transit), ``displace
 a random object to a free spot. The history still lists the step, but the oracle
 re-plans from the world, so the model learns to trust the camera over the history.
 
+Wording: ``phrasing=train`` rewords the instruction of a share ``phrasing_share`` of the episodes
+from their goal (``envs.tasks.phrasing``; the scenes, plans and perturbations stay those of the
+templates' data); ``phrasing=dev`` is refused: that wording is held out for measuring.
+
 Shards (``<family>-<level>-<first seed>.parquet``, ``episodes_per_shard`` episodes each)
 are written atomically; finished shards are skipped on a re-run (resumable). Worker
 processes each own a simulator. ``datagen_summary.json`` reports examples per minute.
@@ -50,6 +54,8 @@ class DatagenConfig:
     done_rows: bool = True  # record a final "done" row after success
     progress: bool = True
     perception: str = "ground_truth"  # camera: rows record what perception sees; the arm acts on perceived poses
+    phrasing: str = "templates"  # templates | train: reword a share of the instructions from the goal (never dev)
+    phrasing_share: float = 0.5  # phrasing=train: the share of episodes reworded; the rest keep the template
 
 
 @dataclass
@@ -62,6 +68,8 @@ class _Unit:
     image_size: int
     done_rows: bool
     perception: str = "ground_truth"
+    phrasing: str = "templates"
+    phrasing_share: float = 0.0
 
 
 def target_text(steps: list[PlanStep]) -> str:
@@ -139,12 +147,19 @@ def _perturb(env, kind: str, step: PlanStep, before: dict, rng: random.Random) -
     return True
 
 
+def reworded(unit: _Unit, seed: int) -> bool:
+    """Whether episode ``seed`` of a shard gets reworded instructions (its own stream: the perturbations
+    and the scenes are those of the templates' data)."""
+    return random.Random(f"phrasing:{unit.family}:{unit.level}:{seed}").random() < unit.phrasing_share
+
+
 def run_unit(unit: _Unit) -> dict:
     """Run the episodes of one shard and write it. Returns counts for the summary."""
     from embodied.commands.perception import make_perception
     from embodied.data.dataset import write_shard
     from envs.tabletop_env import TabletopEnv
     from envs.tasks import oracle_plan
+    from envs.tasks.phrasing import reword
     from policies.oracle import OraclePlanner
 
     t0 = time.time()
@@ -158,6 +173,8 @@ def run_unit(unit: _Unit) -> dict:
             rng = random.Random(f"{unit.family}:{unit.level}:{seed}")
             env.reset(seed=seed)
             base = env.unwrapped
+            if unit.phrasing != "templates" and reworded(unit, seed):
+                base.episode.instruction = reword(base.episode, unit.phrasing)
             max_steps = base.episode.max_steps
             perturb_at = rng.choice((0, 0, 0, 1, 1, 2)) if rng.random() < unit.perturb else -1
             kind = rng.choice(PERTURBATIONS)
@@ -193,6 +210,7 @@ def run_unit(unit: _Unit) -> dict:
 def plan_units(cfg: DatagenConfig) -> list[_Unit]:
     from embodied.commands.perception import check_perception
     from envs.tasks import TASKS
+    from envs.tasks.phrasing import DATA_WORDINGS, check_wording
 
     names = cfg.tasks.split(",") if isinstance(cfg.tasks, str) else list(cfg.tasks or [])
     families = list(TASKS) if cfg.tasks == "all" else [str(t).strip() for t in names if str(t).strip()]
@@ -206,14 +224,21 @@ def plan_units(cfg: DatagenConfig) -> list[_Unit]:
     if not 0.0 <= cfg.perturb <= 1.0:
         raise ConfigError(f"perturb must be a fraction in [0, 1], got {cfg.perturb}")
     check_perception(cfg.perception)
+    check_wording(cfg.phrasing, DATA_WORDINGS)  # dev wording is held out: never in training data
+    if not 0.0 <= cfg.phrasing_share <= 1.0:
+        raise ConfigError(f"phrasing_share must be a fraction in [0, 1], got {cfg.phrasing_share}")
     tag = "" if cfg.perception == "ground_truth" else f"-{cfg.perception}"  # shards of the two modes never mix
+    share = cfg.phrasing_share if cfg.phrasing != "templates" else 0.0
+    if share > 0:  # reworded shards are named apart too
+        tag += f"-{cfg.phrasing}{round(100 * share)}"
     out = Path(cfg.out)
     units = []
     for start in range(0, cfg.episodes, cfg.episodes_per_shard):
         for fam in families:  # interleave families so a partial run covers all of them
             seeds = list(range(cfg.seed + start, cfg.seed + min(cfg.episodes, start + cfg.episodes_per_shard)))
             units.append(_Unit(fam, cfg.level, seeds, str(out / f"{fam}-{cfg.level}-{seeds[0]:07d}{tag}.parquet"),
-                               cfg.perturb, cfg.image_size, cfg.done_rows, cfg.perception))
+                               cfg.perturb, cfg.image_size, cfg.done_rows, cfg.perception,
+                               cfg.phrasing if share > 0 else "templates", share))
     return units
 
 

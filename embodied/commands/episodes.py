@@ -22,13 +22,15 @@ def episode_seed(seed: int, task: str, index: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def make_env(task: str, level: str, split: str, image_size: int, perception: str = "ground_truth"):
-    """The simulated env of one task family; ``perception="camera"`` hands it the perception module."""
+def make_env(task: str, level: str, split: str, image_size: int, perception: str = "ground_truth",
+             phrasing: str = "templates"):
+    """The simulated env of one task family; ``perception="camera"`` hands it the perception module;
+    ``phrasing``: the instruction's wording (``envs.tasks.phrasing``)."""
     from embodied.commands.perception import make_perception
     from envs.tabletop_env import TabletopEnv
 
     return TabletopEnv(task=task, level=level, split=split, image_size=image_size, privileged=True,
-                       perception=make_perception(perception))
+                       perception=make_perception(perception), phrasing=phrasing)
 
 
 def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optional[Path] = None) -> dict[str, Any]:

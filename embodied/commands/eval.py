@@ -76,7 +76,7 @@ def _worker_run(job: tuple[str, int]) -> dict:
     cfg: EvalConfig = _WORKER["cfg"]
     envs = _WORKER["envs"]
     if task not in envs:
-        envs[task] = make_env(task, cfg.level, cfg.split, cfg.image_size, cfg.perception)
+        envs[task] = make_env(task, cfg.level, cfg.split, cfg.image_size, cfg.perception, cfg.phrasing)
     seed = episode_seed(cfg.seed, task, index)
     video = unique_path(Path(cfg.out) / "videos" / f"{task}_{index:04d}_{seed}.mp4") if cfg.video else None
     try:
@@ -110,6 +110,8 @@ def _identity(cfg: EvalConfig) -> dict:
     identity = {k: v for k, v in asdict(cfg).items() if k in keys}
     if cfg.perception != "ground_truth":  # absent = ground truth, as in folders written before the option
         identity["perception"] = cfg.perception
+    if cfg.phrasing != "templates":  # absent = the task templates, as in folders written before the option
+        identity["phrasing"] = cfg.phrasing
     if cfg.planner == "model":
         identity["model_sha256"] = _model_digest(Path(cfg.model_dir))
         identity["object_aliases"] = cfg.object_aliases

@@ -9,6 +9,7 @@ from embodied.commands.config import flag, one_of
 from embodied.commands.perception import check_perception
 from embodied.commands.planners import check_model_dir, check_planner
 from envs.levels import LEVELS, SPLITS
+from envs.tasks.phrasing import check_wording
 
 ABLATIONS = ("none", "frames", "objects", "relations", "state")
 
@@ -32,6 +33,7 @@ class PlannerOptions:
     ablate: str = "none"
     image_size: int = 128
     perception: str = "ground_truth"  # ground_truth | camera: what the robot knows of the table comes from its cameras only
+    phrasing: str = "templates"  # templates | train | dev: the instruction's wording (envs.tasks.phrasing); same scenes
 
 
 def check_options(opts: PlannerOptions, level: str, split: str = "test") -> None:
@@ -41,6 +43,7 @@ def check_options(opts: PlannerOptions, level: str, split: str = "test") -> None
     one_of(split, SPLITS, "split")
     one_of(opts.ablate, ABLATIONS, "ablate")
     check_perception(opts.perception)
+    check_wording(opts.phrasing)
     for key in ("use_engine", "cpu_compile", "object_aliases"):
         flag(getattr(opts, key), key)
     if opts.planner == "model":

@@ -30,7 +30,7 @@ def main(cfg) -> int:
     c: RolloutConfig = validated(cfg, RolloutConfig)
     check_options(c, c.level, c.split)
     planner = make_planner(c.planner, asdict(c))
-    env = make_env(c.task, c.level, c.split, c.image_size, c.perception)
+    env = make_env(c.task, c.level, c.split, c.image_size, c.perception, c.phrasing)
     video = unique_path(Path(c.out) / f"{c.task}_{c.level}_seed{c.seed}.mp4") if c.video else None
     result = run_episode(env, planner, c.seed, c.ablate, video)
     if video:
