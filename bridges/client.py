@@ -9,6 +9,7 @@ and message loss on this end, to evaluate a planner through a bad network in sim
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -16,11 +17,24 @@ from typing import Iterator
 
 import zmq
 
-from bridges.protocol import REPLY_TYPES, check_reply, observation_message, pack, unpack
-from bridges.sockets import NOBLOCK, recv_frames, send_frames
+from bridges.protocol import MAX_MESSAGE_BYTES, REPLY_TYPES, ObservationEncoder, check_reply, pack, parse_header
+from bridges.sockets import NOBLOCK, SNDMORE, _recv, _send, tune
 from embodied.core.errors import BridgeTimeoutError, ProtocolError, RemoteError
 from embodied.core.observation import Observation
 from embodied.core.plan import PlanStep, parse_step
+
+_log = logging.getLogger("embodied.client")
+_steps: dict[str, PlanStep] = {}  # parsed step texts (PlanStep is immutable; a robot sees few distinct texts)
+
+
+def _parse(text: str) -> PlanStep:
+    step = _steps.get(text)
+    if step is None:
+        step = parse_step(text)  # raises PlanSyntaxError: nothing is remembered
+        if len(_steps) >= 4096:
+            _steps.clear()
+        _steps[text] = step
+    return step
 
 
 @dataclass
@@ -84,11 +98,13 @@ class BridgeClient:
         self.address, self.robot_id = address, robot_id
         self.timeout_s, self.codec, self.jpeg_quality = timeout_s, codec, jpeg_quality
         self.keys, self.faults = keys, faults if faults is not None and faults.active else None
+        self.encoder = ObservationEncoder(robot_id, codec, jpeg_quality)
         self.ctx = zmq.Context.instance()
         self.sock = None
         self._monitor = None
         self._seq = 0
         self.last_encode_ms = 0.0
+        self.dropped = 0  # requests not sent because the send queue was full (server unreachable for long)
         self.connect()
 
     # ------------------------------------------------------------ connection
@@ -96,10 +112,7 @@ class BridgeClient:
     def connect(self) -> None:
         """(Re)create the socket. Pending requests and unread replies are discarded."""
         self.close()
-        s = self.ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.SNDBUF, 4 << 20)  # whole camera frames fit the kernel buffers: fewer write/wake cycles
-        s.setsockopt(zmq.RCVBUF, 4 << 20)
+        s = tune(self.ctx.socket(zmq.DEALER), server=False)
         s.setsockopt(zmq.RECONNECT_IVL, 100)
         s.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         if self.keys is not None:
@@ -150,10 +163,16 @@ class BridgeClient:
             self.faults.delay()
             if self.faults.drop():
                 return
+        sock, last = self.sock, len(frames) - 1
         try:
-            send_frames(self.sock, frames)  # copied: the caller may reuse its image buffer at once
+            for i, f in enumerate(frames):  # copied: the caller may reuse its image buffer at once
+                _send(sock, f, NOBLOCK | SNDMORE if i < last else NOBLOCK)
         except zmq.Again:
-            pass  # send queue full (server gone for long): the watchdog or the request timeout notices
+            # send queue full (bounded: the server has been unreachable for a while); the watchdog or
+            # the request timeout notices. A multipart message is all or nothing: nothing half-sent.
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                _log.warning(f"{self.robot_id}: send queue to {self.address} full; {self.dropped} requests dropped so far")
 
     def send(self, kind: str, **fields) -> int:
         """Send a control request (``hello``, ``heartbeat``, ``reset``, ``cancel``, ``estop``); return its seq."""
@@ -164,11 +183,11 @@ class BridgeClient:
     def send_observation(self, obs: Observation, deadline_ms: float | None = None) -> int:
         """Encode and send an observation; return its seq. ``last_encode_ms`` holds the encode time."""
         t0 = time.perf_counter()
-        seq = self._next_seq()
-        frames = observation_message(obs, self.robot_id, seq, self.codec, self.jpeg_quality, deadline_ms)
+        self._seq += 1
+        frames = self.encoder.encode(obs, self._seq, deadline_ms)
         self.last_encode_ms = (time.perf_counter() - t0) * 1e3
         self._send(frames)
-        return seq
+        return self._seq
 
     # ------------------------------------------------------------ receiving
 
@@ -178,36 +197,44 @@ class BridgeClient:
         Raises ``ProtocolError`` for a malformed reply and ``PlanSyntaxError`` for a step
         whose text does not parse.
         """
+        sock = self.sock
         if self._monitor is not None:
             self._check_refused()
-            ready, _, _ = zmq.select([self.sock, self._monitor], [], [], timeout_s)
+            ready, _, _ = zmq.select([sock, self._monitor], [], [], timeout_s)
             self._check_refused()
-            if not any(r is self.sock for r in ready):
+            if not any(r is sock for r in ready):
                 return None
-            frames = recv_frames(self.sock, NOBLOCK, copy=True)
+            first = _recv(sock, NOBLOCK, False)
         else:
             # block in recv itself (one wake-up less than poll + recv); RCVTIMEO bounds the wait
-            wait_ms = max(0, round(timeout_s * 1000))
+            wait_ms = round(timeout_s * 1000) if timeout_s > 0 else 0
             if wait_ms != self._rcvtimeo:
-                self.sock.setsockopt(zmq.RCVTIMEO, wait_ms)
+                sock.setsockopt(zmq.RCVTIMEO, wait_ms)
                 self._rcvtimeo = wait_ms
             try:
-                frames = recv_frames(self.sock, NOBLOCK if wait_ms == 0 else 0, copy=True)  # replies are small: bytes
+                first = _recv(sock, NOBLOCK if wait_ms == 0 else 0, False)
             except zmq.Again:
                 return None
         received = time.time()
         t0 = time.perf_counter()
+        n_blobs, total, f = 0, len(first), first
+        while f.more:  # replies have one frame; read (and refuse) any others whole
+            f = _recv(sock, NOBLOCK, False)
+            total += len(f)
+            n_blobs += 1
         if self.faults is not None:
             if self.faults.drop():
                 return None
             self.faults.delay()
-        header, _ = unpack(frames, expect=REPLY_TYPES)
+        header = parse_header(first, n_blobs, total, MAX_MESSAGE_BYTES, REPLY_TYPES)
         check_reply(header)
-        step = parse_step(header["text"]) if header["type"] == "step" else None
-        return Reply(header["type"], header["seq"], header, received, (time.perf_counter() - t0) * 1e3, step)
+        kind = header["type"]
+        step = _parse(header["text"]) if kind == "step" else None
+        return Reply(kind, header["seq"], header, received, (time.perf_counter() - t0) * 1e3, step)
 
     def wait(self, seq: int, timeout_s: float | None = None) -> Reply:
-        """The next reply to request ``seq``; raises ``RemoteError`` for an error reply."""
+        """The next reply to request ``seq``; raises ``RemoteError`` for an error reply, and for an
+        emergency stop or a ``superseded`` notice that arrives meanwhile (the request is void then)."""
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         end = time.perf_counter() + timeout_s
         while True:
@@ -218,17 +245,29 @@ class BridgeClient:
                     "(and, with CurveZMQ, is this robot's public key in the server's authorized folder)?"
                 )
             reply = self.receive(left)
-            if reply is None or reply.seq != seq:
-                continue  # nothing yet, or a late reply to an older request
+            if reply is None:
+                continue
+            if reply.seq != seq:
+                if reply.type == "estop":
+                    raise RemoteError(f"emergency stop from {reply.header.get('by', 'the server')}", "estop")
+                if reply.type == "error" and reply.header["code"] == "superseded":
+                    raise RemoteError(f"server error superseded: {reply.header['message']}", "superseded")
+                continue  # a late reply to an older request, or a notice
             if reply.type == "error":
                 raise RemoteError(f"server error {reply.header['code']}: {reply.header['message']}", reply.header["code"])
             return reply
 
     # ------------------------------------------------------------ blocking calls
 
-    def hello(self, timeout_s: float | None = None) -> dict:
-        """The server's metadata: planner name, expected cameras and resolutions, state size."""
-        return self.wait(self.send("hello"), timeout_s).header["metadata"]
+    def hello(self, timeout_s: float | None = None, takeover: bool = False) -> dict:
+        """The server's metadata: planner name, expected cameras and resolutions, state size.
+
+        ``takeover``: claim this robot id even if another live connection holds it (that one is
+        told ``superseded``); for a robot that restarts its connection. Without it such a claim
+        gets ``robot_id_taken``.
+        """
+        fields = {"takeover": True} if takeover else {}
+        return self.wait(self.send("hello", **fields), timeout_s).header["metadata"]
 
     def heartbeat(self, timeout_s: float | None = None) -> dict:
         """The server's health (uptime, plans served, errors, queue)."""
@@ -237,9 +276,10 @@ class BridgeClient:
     def reset(self, timeout_s: float | None = None) -> None:
         self.wait(self.send("reset"), timeout_s)
 
-    def estop(self, target: str | None = None, timeout_s: float | None = None) -> None:
-        """Ask the server to stop ``target``'s plans and forward an emergency stop to that robot."""
-        self.wait(self.send("estop", target=target or self.robot_id), timeout_s)
+    def estop(self, target: str | None = None, timeout_s: float | None = None) -> dict:
+        """Ask the server to stop ``target``'s plans and forward an emergency stop to that robot;
+        returns the ``ack`` (``delivered``: whether the robot's connection got it)."""
+        return self.wait(self.send("estop", target=target or self.robot_id), timeout_s).header
 
     def plan(self, obs: Observation, deadline_ms: float | None = None, timeout_s: float | None = None) -> Iterator[Reply]:
         """Stream the ``step`` replies to ``obs``; the generator ends after a ``final`` step or at ``end``.
@@ -253,8 +293,8 @@ class BridgeClient:
             while True:
                 reply = self.wait(seq, timeout_s)
                 if reply.type == "end":
-                    if reply.header.get("n_steps") != expected:
-                        raise ProtocolError(f"plan ended after {expected} steps but the server sent {reply.header.get('n_steps')}; a step was lost", code="lost_step")
+                    if reply.header["n_steps"] != expected:
+                        raise ProtocolError(f"plan ended after {expected} steps but the server sent {reply.header['n_steps']}; a step was lost", code="lost_step")
                     finished = True
                     return
                 if reply.type != "step":
