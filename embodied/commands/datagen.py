@@ -28,12 +28,13 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from embodied.commands.ray_backend import RayOptions, check_backend
 from embodied.core.errors import ConfigError
 from embodied.core.plan import DONE, PlanStep, format_plan
 
@@ -56,6 +57,8 @@ class DatagenConfig:
     perception: str = "ground_truth"  # camera: rows record what perception sees; the arm acts on perceived poses
     phrasing: str = "templates"  # templates | train: reword a share of the instructions from the goal (never dev)
     phrasing_share: float = 0.5  # phrasing=train: the share of episodes reworded; the rest keep the template
+    backend: str = "process"  # process | ray: shards as Ray tasks (embodied.commands.ray_backend)
+    ray: RayOptions = field(default_factory=RayOptions)
 
 
 @dataclass
@@ -253,15 +256,20 @@ def generate(cfg: DatagenConfig) -> dict:
     if cfg.level not in LEVELS:
         raise ConfigError(f"unknown level {cfg.level!r}; levels are {', '.join(LEVELS)}")
     units = plan_units(cfg)
+    check_backend(cfg.backend, cfg.ray)
     todo = [u for u in units if not Path(u.path).is_file()]
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     totals = {"rows": 0, "episodes": 0, "successes": 0, "perturbed": 0}
     bar = tqdm(total=sum(len(u.seeds) for u in todo), desc="datagen episodes", unit="ep", disable=not cfg.progress,
                dynamic_ncols=True)
-    if cfg.workers == 1:
+    pool = None
+    if cfg.backend == "ray":
+        from embodied.commands.ray_backend import run_datagen_units
+
+        results = run_datagen_units(todo, cfg.workers, cfg.ray, run_unit)
+    elif cfg.workers == 1:
         results = map(run_unit, todo)
-        pool = None
     else:
         pool = mp.get_context("spawn").Pool(cfg.workers)
         results = pool.imap_unordered(run_unit, todo)
@@ -278,7 +286,7 @@ def generate(cfg: DatagenConfig) -> dict:
             pool.join()
     seconds = time.time() - t0
     summary = {
-        **totals, "seconds": round(seconds, 1), "workers": cfg.workers,
+        **totals, "seconds": round(seconds, 1), "workers": cfg.workers, "backend": cfg.backend,
         "examples_per_minute": round(60 * totals["rows"] / seconds, 1) if seconds > 0 and totals["rows"] else 0.0,
         "oracle_success_rate": totals["successes"] / totals["episodes"] if totals["episodes"] else None,
         "shards_written": len(todo), "shards_skipped": len(units) - len(todo), "level": cfg.level,

@@ -13,7 +13,7 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from embodied.commands.config import one_of, validated
 from embodied.commands.episodes import episode_seed, make_env, run_episode, unique_path
 from embodied.commands.options import PlannerOptions, check_options
 from embodied.commands.planners import make_planner
+from embodied.commands.ray_backend import RayOptions, check_backend
 from embodied.commands.stats import markdown_table, summarise
 from embodied.core.errors import ConfigError, EmbodiedError
 
@@ -36,6 +37,8 @@ class EvalConfig(PlannerOptions):
     video: bool = False
     out: str = "runs/eval"
     progress: bool = True
+    backend: str = "process"  # process | ray: episodes as Ray tasks (embodied.commands.ray_backend)
+    ray: RayOptions = field(default_factory=RayOptions)
 
 
 def check_eval_config(cfg: EvalConfig) -> list[str]:
@@ -53,6 +56,7 @@ def check_eval_config(cfg: EvalConfig) -> list[str]:
         one_of(t, list(TASKS), "tasks")
     if cfg.episodes < 1 or cfg.workers < 1:
         raise ConfigError("episodes and workers must be at least 1")
+    check_backend(cfg.backend, cfg.ray)
     return families
 
 
@@ -168,7 +172,12 @@ def evaluate(cfg: EvalConfig) -> dict:
             bar.update(1)
             bar.set_postfix(success=f"{sum(x['success'] for x in records) / len(records):.0%}")
 
-        if cfg.workers == 1 or len(jobs) <= 1:
+        if cfg.backend == "ray":
+            from embodied.commands.ray_backend import run_eval_jobs
+
+            for r in run_eval_jobs(cfg_dict, jobs, cfg.workers, cfg.ray, out, _worker_init, _worker_run):
+                record(r)
+        elif cfg.workers == 1 or len(jobs) <= 1:
             _worker_init(cfg_dict)
             for job in jobs:
                 record(_worker_run(job))
@@ -186,7 +195,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         records, cfg.level, cfg.planner, cfg.seed,
         {"ablate": cfg.ablate, "split": cfg.split, "seconds": round(elapsed, 1), "new_episodes": len(jobs),
          "episodes_per_minute": round(len(jobs) / elapsed * 60, 2) if jobs and elapsed > 0 else None,
-         "workers": cfg.workers},
+         "workers": cfg.workers, "backend": cfg.backend},
     )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(markdown_table(summary))
