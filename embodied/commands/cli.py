@@ -25,8 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "embodied.commands.serve"),
     "daemon": ("daemon", "embodied.commands.daemon"),
     "keygen": ("keygen", "embodied.commands.keygen"),
+    "calibrate": ("calibrate", "embodied.commands.calibrate"),
     "bench engine": ("bench_engine", "embodied.commands.bench_engine"),
     "bench bridge": ("bench_bridge", "embodied.commands.bench_bridge"),
+    "bench perception": ("bench_perception", "embodied.commands.bench_perception"),
 }
 
 USAGE = """usage: embodied <command> [key=value ...]      embodied <command> --help
@@ -40,6 +42,7 @@ commands:
   serve     inference server over ZeroMQ:  embodied serve planner=model bind=tcp://*:5555
   daemon    robot control loop:  embodied daemon robot=sim server=tcp://127.0.0.1:5555
   keygen    CurveZMQ key pairs:  embodied keygen out=keys
+  calibrate camera calibration, ChArUco board:  embodied calibrate mode=extrinsics source=opencv:0 board_pose=[0.5,0,0] intrinsics=calibration/front.json
   bench     benchmarks:  embodied bench engine|bridge [key=value ...]
 
 Configs live in configs/<command>.yaml; any key can be overridden as key=value.
