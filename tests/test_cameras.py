@@ -112,8 +112,8 @@ def test_a_file_can_be_paced_like_a_live_camera(video):
         elapsed = time.monotonic() - t
     finally:
         cam.disconnect()
-    assert elapsed > 0.25  # frames 2..4 each wait ~0.1 s
-    assert np.all(np.diff([f.timestamp for f in frames]) > 0.07)
+    assert elapsed > 0.2  # frames 2..4 are due 0.1, 0.2, 0.3 s after the first
+    assert frames[-1].timestamp - frames[0].timestamp > 0.2
 
 
 def test_requested_resolution_and_fps_are_checked(video):
