@@ -37,6 +37,7 @@ import numpy as np
 from embodied.commands.ray_backend import RayOptions, check_backend
 from embodied.core.errors import ConfigError
 from embodied.core.plan import DONE, PlanStep, format_plan
+from embodied.data.lerobot import EE_TARGETS
 
 PERTURBATIONS: tuple[str, ...] = ("undo", "drop", "displace")
 
@@ -95,6 +96,56 @@ def _row(obs, unit: _Unit, seed: int, step_index: int, target: str, perturbation
         "detections": list(obs.detections), "perturbation": perturbation,
         "relations": [obs.relations.get(d, "") for d in obs.detections],
     }
+
+
+# The end-effector targets of the step taken from a row (LeRobot export: the action, EE_TARGET_NAMES): the
+# pose at which the gripper closed (grasp) and the pose at which it opened again (release), each x, y, z
+# (m, robot base frame) and quaternion x, y, z, w; for ``done`` or a step that never moved, the pose held, twice.
+
+
+class _ArmTap:
+    """Records what the skill controller commands the arm during one step (move_to poses, gripper
+    closes and opens), by wrapping the arm's methods for the step; the motion is unchanged."""
+
+    METHODS = ("move_to", "close_gripper", "open_gripper")
+
+    def __init__(self, arm):
+        self.arm, self.calls = arm, []
+
+    def __enter__(self) -> "_ArmTap":
+        for name in self.METHODS:
+            original = getattr(self.arm, name)
+
+            def tapped(*args, _name=name, _original=original, **kwargs):
+                if _name == "move_to":
+                    pose = args[0] if args else kwargs["pose"]
+                    self.calls.append(np.concatenate([np.asarray(pose.position, float), np.asarray(pose.orientation, float)]))
+                else:
+                    self.calls.append(_name)
+                return _original(*args, **kwargs)
+
+            setattr(self.arm, name, tapped)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name in self.METHODS:
+            self.arm.__dict__.pop(name, None)
+
+    def targets(self, held: np.ndarray) -> list[float]:
+        """[grasp pose (7), release pose (7)]: the last commanded pose before the gripper closed, and
+        the last before it opened after that; ``held`` (7) where the step did not get there."""
+        grasp = release = None
+        last = None
+        for c in self.calls:
+            if isinstance(c, np.ndarray):
+                last = c
+            elif c == "close_gripper" and grasp is None:
+                grasp = last
+            elif c == "open_gripper" and grasp is not None and release is None:
+                release = last
+        grasp = held if grasp is None else grasp
+        release = grasp if release is None else release
+        return [float(v) for v in np.concatenate([grasp, release])]
 
 
 def _free_spot(world, rng: random.Random, avoid: str) -> tuple[float, float] | None:
@@ -190,7 +241,9 @@ def run_unit(unit: _Unit) -> dict:
                 if step.is_done:
                     break
                 before = {n: p.copy() for n, p in base.sim.world_state().positions.items()}
-                _, _, terminated, truncated, info = env.step(step.text)
+                with _ArmTap(base.sim.arm) as tap:
+                    _, _, terminated, truncated, info = env.step(step.text)
+                rows[-1][EE_TARGETS] = tap.targets(np.asarray(obs.state, float)[8:15])
                 if t == perturb_at and not applied and not info.get("failure"):
                     if _perturb(env, kind, step, before, rng):  # may undo a success: re-plan from there
                         applied = kind
@@ -205,6 +258,8 @@ def run_unit(unit: _Unit) -> dict:
                     break
     finally:
         env.close()
+    for r in rows:  # done rows (and a last row cut by the step limit): the pose held
+        r.setdefault(EE_TARGETS, [float(v) for v in r["state"][8:15]] * 2)
     write_shard(rows, unit.path)
     return {"rows": len(rows), "episodes": len(unit.seeds), "successes": successes, "perturbed": perturbed,
             "seconds": time.time() - t0}

@@ -5,7 +5,9 @@ One row = one re-planning point of an oracle episode. Columns (``COLUMNS``):
 cameras (list<str>), frames (list<binary> PNG, one per camera), state (list<float32>),
 detections (list<str>), perturbation (str, "" when nominal)``, and optionally
 ``relations`` (list<str> aligned with ``detections``: "on table", "in red bin", ..., "" for
-none; shards written before it existed read as no relations).
+none; shards written before it existed read as no relations) and ``ee_targets`` (list<float32>, 14:
+the end-effector grasp and release poses of the step taken from the row, the action of
+``embodied export format=lerobot``; training does not read it).
 
 The validation split holds out whole episodes (a hash of task and seed), so no frame of a
 validation episode is seen in training.
@@ -26,7 +28,7 @@ COLUMNS: tuple[str, ...] = (
     "task", "level", "seed", "episode", "step", "instruction", "history", "target",
     "cameras", "frames", "state", "detections", "perturbation",
 )
-OPTIONAL_COLUMNS: tuple[str, ...] = ("relations",)
+OPTIONAL_COLUMNS: tuple[str, ...] = ("relations", "ee_targets")
 
 
 class DatasetError(EmbodiedError, ValueError):
@@ -89,10 +91,10 @@ class PlanDataset:
                 raise DatasetError(f"shard {p} lacks columns {missing}; regenerate it with `embodied datagen`")
             for c in OPTIONAL_COLUMNS:
                 if c not in t.column_names:
-                    t = t.append_column(c, pa.array([[] for _ in range(t.num_rows)], pa.list_(pa.string())))
+                    t = t.append_column(c, pa.array([[] for _ in range(t.num_rows)], shard_schema().field(c).type))
             tables.append(t.select(list(COLUMNS + OPTIONAL_COLUMNS)))
         table = pa.concat_tables(tables)
-        cols = {c: table.column(c).to_pylist() for c in COLUMNS + OPTIONAL_COLUMNS if c != "frames"}
+        cols = {c: table.column(c).to_pylist() for c in COLUMNS + OPTIONAL_COLUMNS if c not in ("frames", "ee_targets")}
         self._frames = table.column("frames")
         keep = [
             i for i in range(table.num_rows)
@@ -153,7 +155,7 @@ def shard_schema():
         ("step", pa.int32()), ("instruction", pa.string()), ("history", pa.list_(pa.string())),
         ("target", pa.string()), ("cameras", pa.list_(pa.string())), ("frames", pa.list_(pa.binary())),
         ("state", pa.list_(pa.float32())), ("detections", pa.list_(pa.string())), ("perturbation", pa.string()),
-        ("relations", pa.list_(pa.string())),
+        ("relations", pa.list_(pa.string())), ("ee_targets", pa.list_(pa.float32())),
     ])
 
 
