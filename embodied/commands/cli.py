@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollout": ("rollout", "embodied.commands.rollout"),
     "eval": ("eval", "embodied.commands.eval"),
     "datagen": ("datagen", "embodied.commands.datagen"),
+    "export": ("export", "embodied.commands.export"),
     "train": ("train", "embodied.commands.train"),
     "serve": ("serve", "embodied.commands.serve"),
     "daemon": ("daemon", "embodied.commands.daemon"),
@@ -37,6 +38,7 @@ commands:
   eval      success rates over the task suite:  embodied eval planner=model level=L1 episodes=50 workers=2 out=runs/eval
   compare   paired comparison of two eval dirs:  embodied compare runs/a runs/b
   datagen   oracle demonstrations as Parquet:  embodied datagen level=L1 episodes=500 out=data/l1 workers=2
+  export    demonstrations for other tools:  embodied export data=data/l1 format=lerobot out=exports/l1
   train     train the PaLM-E-style planner:  embodied train data=data/l1 out=runs/model
   serve     inference server over ZeroMQ:  embodied serve planner=model bind=tcp://*:5555
   daemon    robot control loop:  embodied daemon robot=sim server=tcp://127.0.0.1:5555
