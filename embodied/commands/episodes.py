@@ -33,8 +33,11 @@ def make_env(task: str, level: str, split: str, image_size: int, perception: str
                        perception=make_perception(perception), phrasing=phrasing)
 
 
-def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optional[Path] = None) -> dict[str, Any]:
-    """Closed loop: observe, take the first streamed step, execute it, observe again."""
+def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optional[Path] = None, viz=None) -> dict[str, Any]:
+    """Closed loop: observe, take the first streamed step, execute it, observe again.
+
+    ``viz`` (``embodied.commands.viz.RerunViz``, optional) is shown every observation, each streamed
+    step with its latency, each step's result and the outcome."""
     t0 = time.perf_counter()
     env.reset(seed=seed)
     planner.reset()
@@ -44,9 +47,13 @@ def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optio
     executed: list[str] = []
     success, failure, info = False, None, {}
     recorder = VideoRecorder(video_path, episode.instruction) if video_path else None
+    if viz:
+        viz.episode(episode.family, seed, episode.instruction)
     steps = 0
     while True:
         obs = base.observation()
+        if viz:
+            viz.observation(obs, executed)
         if recorder:
             recorder.add(obs.frames["front"], executed, executed[-1] if executed else "")
         if ablate != "none":
@@ -54,8 +61,11 @@ def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optio
         if not keep_privileged:
             obs.privileged = None
         try:
+            asked = time.perf_counter()
             stream = planner.plan(obs)
             step = next(stream, None)
+            if viz and step is not None:
+                viz.plan_step(step.text, time.perf_counter() - asked)
             if hasattr(stream, "close"):
                 stream.close()
         except EmbodiedError as e:
@@ -65,6 +75,8 @@ def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optio
             failure = "planner returned no step"
             break
         _, _, terminated, truncated, info = env.step(step.text)
+        if viz:
+            viz.result(info)
         steps += 1
         executed.append(step.text)
         success = bool(info.get("success", False))
@@ -75,6 +87,8 @@ def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optio
     if recorder:
         recorder.add(base.observation().frames["front"], executed, "", "SUCCESS" if success else f"FAILED: {failure}")
         recorder.close()
+    if viz:
+        viz.close(success, failure)
     return {
         "task": episode.family,
         "level": episode.level,

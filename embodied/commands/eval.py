@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from embodied.commands.config import one_of, validated
 from embodied.commands.episodes import episode_seed, make_env, run_episode, unique_path
@@ -23,6 +23,7 @@ from embodied.commands.options import PlannerOptions, check_options
 from embodied.commands.planners import make_planner
 from embodied.commands.ray_backend import RayOptions, check_backend
 from embodied.commands.stats import markdown_table, summarise
+from embodied.commands.viz import check_viz, make_viz
 from embodied.core.errors import ConfigError, EmbodiedError
 
 
@@ -39,6 +40,9 @@ class EvalConfig(PlannerOptions):
     progress: bool = True
     backend: str = "process"  # process | ray: episodes as Ray tasks (embodied.commands.ray_backend)
     ray: RayOptions = field(default_factory=RayOptions)
+    viz: str = "none"  # none | rerun: every episode in the Rerun viewer (embodied.commands.viz)
+    viz_save: Optional[str] = None  # viz=rerun: a folder for one .rrd per episode instead of a live viewer
+    viz_connect: Optional[str] = None  # viz=rerun: the gRPC URL of a running viewer
 
 
 def check_eval_config(cfg: EvalConfig) -> list[str]:
@@ -57,6 +61,7 @@ def check_eval_config(cfg: EvalConfig) -> list[str]:
     if cfg.episodes < 1 or cfg.workers < 1:
         raise ConfigError("episodes and workers must be at least 1")
     check_backend(cfg.backend, cfg.ray)
+    check_viz(cfg.viz, cfg.viz_save, cfg.viz_connect)
     return families
 
 
@@ -84,7 +89,9 @@ def _worker_run(job: tuple[str, int]) -> dict:
     seed = episode_seed(cfg.seed, task, index)
     video = unique_path(Path(cfg.out) / "videos" / f"{task}_{index:04d}_{seed}.mp4") if cfg.video else None
     try:
-        record = run_episode(envs[task], _WORKER["planner"], seed, cfg.ablate, video)
+        name = f"{task}_{index:04d}_{seed}"
+        viz = make_viz(cfg.viz, name, str(Path(cfg.viz_save) / f"{name}.rrd") if cfg.viz_save else None, cfg.viz_connect)
+        record = run_episode(envs[task], _WORKER["planner"], seed, cfg.ablate, video, viz)
     except EmbodiedError as e:
         record = {"task": task, "level": cfg.level, "seed": seed, "success": False, "steps": 0, "failure": f"error: {e}", "plan": "", "instruction": ""}
     record["index"] = index
