@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("calibrate", "embodied.commands.calibrate"),
     "bench engine": ("bench_engine", "embodied.commands.bench_engine"),
     "bench bridge": ("bench_bridge", "embodied.commands.bench_bridge"),
+    "bench perception": ("bench_perception", "embodied.commands.bench_perception"),
 }
 
 USAGE = """usage: embodied <command> [key=value ...]      embodied <command> --help
