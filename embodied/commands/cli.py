@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "embodied.commands.serve"),
     "daemon": ("daemon", "embodied.commands.daemon"),
     "keygen": ("keygen", "embodied.commands.keygen"),
+    "perceive": ("perceive", "embodied.commands.perceive"),
     "calibrate": ("calibrate", "embodied.commands.calibrate"),
     "bench engine": ("bench_engine", "embodied.commands.bench_engine"),
     "bench bridge": ("bench_bridge", "embodied.commands.bench_bridge"),
@@ -43,6 +44,7 @@ commands:
   train     train the PaLM-E-style planner:  embodied train data=data/l1 out=runs/model
   serve     inference server over ZeroMQ:  embodied serve planner=model bind=tcp://*:5555
   daemon    robot control loop:  embodied daemon robot=sim server=tcp://127.0.0.1:5555
+  perceive  what the cameras see, drawn:  embodied perceive source=sim task=tower steps=3 out=runs/perceive
   keygen    CurveZMQ key pairs:  embodied keygen out=keys
   calibrate camera calibration, ChArUco board:  embodied calibrate mode=extrinsics source=opencv:0 board_pose=[0.5,0,0] intrinsics=calibration/front.json
   bench     benchmarks:  embodied bench engine|bridge [key=value ...]
