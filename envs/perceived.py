@@ -33,6 +33,7 @@ class PerceivedTable:
         self.sim, self.perception = sim, perception
         specs = list(specs) if specs is not None else list(SPECS.values())
         options = dict(camera_options or {})
+        self.specs = {s.name: s for s in specs}
         self.cameras = {s.name: SimCamera(sim, s, **options.get(s.name, {})) for s in specs}
         self.calibrations = dict(calibrations) if calibrations is not None else {s.name: calibration(s) for s in specs}
         self._key: tuple | None = None
@@ -54,6 +55,14 @@ class PerceivedTable:
     def locate(self, name: str) -> tuple[np.ndarray, float]:
         """Centre (3,) and yaw of ``name`` as perception sees it now (``UnknownObjectError`` when it does not)."""
         return self.scene().locate(name)
+
+    def use_cameras(self, cameras: Mapping[str, SimCamera]) -> None:
+        """Render through these cameras from now on (randomised ones); the calibrations stay as they are."""
+        missing = sorted(set(self.calibrations) - set(cameras))
+        if missing:
+            raise ValueError(f"no camera for the calibrated view(s) {missing}")
+        self.cameras = dict(cameras)
+        self.forget()
 
     def forget(self) -> None:
         """Drop the cached scene (a new episode, or the world changed outside the physics)."""

@@ -15,7 +15,10 @@ detections, the scene graph and the poses the skill controller uses from the sim
 a ``Perception`` object (``embodied.perception.tabletop.TabletopPerception()``, handed in by
 the caller: ``perception=camera`` on the command line) takes all three from the perception
 cameras only (``envs.perceived``), re-perceived after every motion. Success and failure are
-always judged on the simulator's ground truth. ``perception_cameras`` / ``calibrations``
+always judged on the simulator's ground truth. ``randomize=True`` draws a seeded
+``envs.variation.RenderVariation`` per episode (light, table tint, colours jittered within
+their names, perception cameras moved about 1 cm / 1 degree, RGB and depth noise), recorded
+in ``env.variation``. ``perception_cameras`` / ``calibrations``
 choose the cameras it sees through and what it is told about them.
 
 Wording (``phrasing=``): ``"templates"`` (the task templates), ``"train"`` or ``"dev"``: the
@@ -42,11 +45,14 @@ from embodied.core.observation import STATE_SIZE, Observation
 from embodied.core.plan import parse_step, validate_step
 from embodied.core.skills import SkillController
 from embodied.core.world import WorldState
+from envs.cameras import SPECS
 from envs.levels import check as check_level
+from envs.levels import stable_seed
 from envs.perceived import PerceivedTable
 from envs.sim import FRONT_CAMERA, TabletopSim
 from envs.tasks import Episode, Task, get_task, make_privileged
 from envs.tasks.phrasing import check_wording, reword
+from envs.variation import RenderVariation
 
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " .,;:'\"!?-()/&"
 ACTION_CHARSET = string.ascii_lowercase + " "
@@ -75,10 +81,15 @@ class TabletopEnv(gym.Env):
         perception_cameras: Any = None,
         calibrations: Any = None,
         phrasing: str = "templates",
+        randomize: bool = False,
     ):
         self.task = get_task(task) if isinstance(task, str) else task
         check_level(level, split)
         self.phrasing = check_wording(phrasing)
+        if not isinstance(randomize, bool):
+            raise ConfigError(f"randomize={randomize!r}: expected true or false")
+        self.randomize = randomize
+        self.variation: RenderVariation | None = None  # this episode's randomised rendering (JSON: variation.to_dict())
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
         self.level, self.split = level, split
@@ -119,9 +130,17 @@ class TabletopEnv(gym.Env):
             self.episode.instruction = reword(self.episode, self.phrasing)
         self.sim.load(self.episode.scene)
         scene = self.episode.scene
+        self.variation = None
+        if self.randomize:  # seeded by the episode: the same episode renders the same way
+            specs = self.perceived.specs if self.perceived is not None else SPECS
+            self.variation = RenderVariation.sample(stable_seed("render", self.episode.family, level, split, episode_seed),
+                                                    scene, specs)
+            self.variation.apply(self.sim)
         if self.perceived is None:
             self.controller = SkillController(self.sim.arm, self.sim.pose, scene.objects, scene.containers)
         else:
+            if self.variation is not None:  # perception keeps the nominal calibration, as a real robot's would
+                self.perceived.use_cameras(self.variation.cameras(self.sim, self.perceived.specs))
             self.perceived.forget()
             self.controller = None  # built from what perception sees, before each step
         self.history = []
