@@ -23,14 +23,14 @@ def episode_seed(seed: int, task: str, index: int) -> int:
 
 
 def make_env(task: str, level: str, split: str, image_size: int, perception: str = "ground_truth",
-             phrasing: str = "templates"):
+             phrasing: str = "templates", randomize: bool = False):
     """The simulated env of one task family; ``perception="camera"`` hands it the perception module;
-    ``phrasing``: the instruction's wording (``envs.tasks.phrasing``)."""
+    ``phrasing``: the instruction's wording (``envs.tasks.phrasing``); ``randomize``: randomised rendering."""
     from embodied.commands.perception import make_perception
     from envs.tabletop_env import TabletopEnv
 
     return TabletopEnv(task=task, level=level, split=split, image_size=image_size, privileged=True,
-                       perception=make_perception(perception), phrasing=phrasing)
+                       perception=make_perception(perception), phrasing=phrasing, randomize=bool(randomize))
 
 
 def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optional[Path] = None, viz=None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from embodied.commands.config import one_of, validated
 from embodied.commands.episodes import episode_seed, make_env, run_episode, unique_path
-from embodied.commands.options import PlannerOptions, check_options
+from embodied.commands.options import PlannerOptions, SimOptions, check_options
 from embodied.commands.planners import make_planner
 from embodied.commands.ray_backend import RayOptions, check_backend
 from embodied.commands.stats import markdown_table, summarise
@@ -75,7 +75,7 @@ def _worker_init(cfg_dict: dict) -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    _WORKER["cfg"] = EvalConfig(**cfg_dict)
+    _WORKER["cfg"] = EvalConfig(**{**cfg_dict, "sim": SimOptions(**cfg_dict.get("sim", {}))})
     _WORKER["planner"] = make_planner(cfg_dict["planner"], cfg_dict)
     _WORKER["envs"] = {}
 
@@ -85,7 +85,7 @@ def _worker_run(job: tuple[str, int]) -> dict:
     cfg: EvalConfig = _WORKER["cfg"]
     envs = _WORKER["envs"]
     if task not in envs:
-        envs[task] = make_env(task, cfg.level, cfg.split, cfg.image_size, cfg.perception, cfg.phrasing)
+        envs[task] = make_env(task, cfg.level, cfg.split, cfg.image_size, cfg.perception, cfg.phrasing, cfg.sim.randomize)
     seed = episode_seed(cfg.seed, task, index)
     video = unique_path(Path(cfg.out) / "videos" / f"{task}_{index:04d}_{seed}.mp4") if cfg.video else None
     try:
@@ -94,6 +94,9 @@ def _worker_run(job: tuple[str, int]) -> dict:
         record = run_episode(envs[task], _WORKER["planner"], seed, cfg.ablate, video, viz)
     except EmbodiedError as e:
         record = {"task": task, "level": cfg.level, "seed": seed, "success": False, "steps": 0, "failure": f"error: {e}", "plan": "", "instruction": ""}
+    variation = getattr(envs[task], "variation", None)
+    if variation is not None:  # randomised rendering: what this episode looked like (seeded, repeatable)
+        record["variation"] = variation.to_dict()
     record["index"] = index
     if video:
         record["video"] = str(video)
@@ -123,6 +126,8 @@ def _identity(cfg: EvalConfig) -> dict:
         identity["perception"] = cfg.perception
     if cfg.phrasing != "templates":  # absent = the task templates, as in folders written before the option
         identity["phrasing"] = cfg.phrasing
+    if cfg.sim.randomize:  # absent = plain rendering
+        identity["randomize"] = True
     if cfg.planner == "model":
         identity["model_sha256"] = _model_digest(Path(cfg.model_dir))
         identity["object_aliases"] = cfg.object_aliases

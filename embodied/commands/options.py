@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from embodied.commands.config import flag, one_of
@@ -12,6 +12,13 @@ from envs.levels import LEVELS, SPLITS
 from envs.tasks.phrasing import check_wording
 
 ABLATIONS = ("none", "frames", "objects", "relations", "state")
+
+
+@dataclass
+class SimOptions:
+    """The simulated world itself (``sim.<key>=...``)."""
+
+    randomize: bool = False  # randomised rendering per episode: light, tint, colour jitter, camera pose, noise (seeded, recorded)
 
 
 @dataclass
@@ -34,6 +41,7 @@ class PlannerOptions:
     image_size: int = 128
     perception: str = "ground_truth"  # ground_truth | camera: what the robot knows of the table comes from its cameras only
     phrasing: str = "templates"  # templates | train | dev: the instruction's wording (envs.tasks.phrasing); same scenes
+    sim: SimOptions = field(default_factory=SimOptions)
 
 
 def check_options(opts: PlannerOptions, level: str, split: str = "test") -> None:
@@ -46,5 +54,6 @@ def check_options(opts: PlannerOptions, level: str, split: str = "test") -> None
     check_wording(opts.phrasing)
     for key in ("use_engine", "cpu_compile", "object_aliases"):
         flag(getattr(opts, key), key)
+    flag(opts.sim.randomize, "sim.randomize")
     if opts.planner == "model":
         check_model_dir(opts.model_dir)

@@ -36,7 +36,7 @@ def main(cfg) -> int:
     check_options(c, c.level, c.split)
     check_viz(c.viz, c.viz_save, c.viz_connect)
     planner = make_planner(c.planner, asdict(c))
-    env = make_env(c.task, c.level, c.split, c.image_size, c.perception, c.phrasing)
+    env = make_env(c.task, c.level, c.split, c.image_size, c.perception, c.phrasing, c.sim.randomize)
     video = unique_path(Path(c.out) / f"{c.task}_{c.level}_seed{c.seed}.mp4") if c.video else None
     viz = make_viz(c.viz, f"{c.task}_{c.level}_seed{c.seed}", c.viz_save, c.viz_connect)
     result = run_episode(env, planner, c.seed, c.ablate, video, viz)
