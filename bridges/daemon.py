@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, fields
 
 from bridges.client import BridgeClient, Reply
-from embodied.core.errors import ConfigError, EmbodiedError
+from embodied.core.errors import ConfigError
 from embodied.core.protocols import Robot, StepOutcome
 
 
@@ -100,6 +100,7 @@ class Daemon:
         self.exec_result: StepOutcome | None = None
         self.exec_info: dict | None = None
         self.hello_seq = -1
+        self.takeover = False  # reconnecting after a watchdog hold: claim our robot id back from our old connection
         self.next_attempt = 0.0
         self.next_request = 0.0  # after an error reply, wait (with backoff) before asking again
         self.error_streak = 0
@@ -161,14 +162,14 @@ class Daemon:
                 return
             try:
                 reply = self.client.receive(min(left, 0.02))
-            except EmbodiedError as e:  # malformed reply or a step that does not parse
-                self.counts["errors"] += 1
-                self.log("bad_reply", error=type(e).__name__, message=str(e))
-                if self.state == "waiting":
-                    self._drop_request()
+            except Exception as e:  # a malformed reply or a step that does not parse: whatever a server sends
+                self._bad_reply(e)
                 continue
             if reply is not None:
-                self._on_reply(reply)
+                try:
+                    self._on_reply(reply)
+                except Exception as e:  # a reply that passed the checks but still cannot be used
+                    self._bad_reply(e)
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -212,21 +213,51 @@ class Daemon:
         if self.state == "waiting":
             self.state = "idle"
 
+    def _backoff(self) -> float:
+        """After an error or a bad reply: wait before asking again, doubling up to backoff_max_s."""
+        self.counts["errors"] += 1
+        self.error_streak += 1
+        wait = min(self.s.backoff_s * 2 ** min(self.error_streak - 1, 10), self.s.backoff_max_s)
+        self.next_request = time.perf_counter() + wait
+        return wait
+
+    def _bad_reply(self, e: Exception) -> None:
+        """A reply the robot side cannot use: logged, the request dropped, the next one after a backoff.
+        It does not count as a sign of life (the watchdog still needs good replies)."""
+        waiting = self.state == "waiting"
+        wait = self._backoff() if waiting else 0.0
+        self.log("bad_reply", error=type(e).__name__, message=str(e)[:500], **({"retry_in_s": round(wait, 3)} if waiting else {}))
+        if waiting:
+            self._drop_request()
+
     def _on_reply(self, reply: Reply) -> None:
         self.last_heard = time.perf_counter()
-        if reply.type == "estop":
+        kind = reply.type
+        if kind == "estop":
             self.request_estop(f"message from {reply.header.get('by', 'server')}")
             return
-        if reply.type == "metadata" and reply.seq == self.hello_seq and self.state in ("connecting", "hold"):
-            self._resume(reply.header.get("metadata", {}))
+        if kind == "error" and reply.header["code"] == "superseded":
+            # another connection took this robot id over: this daemon no longer gets its plans or e-stops
+            self.log("superseded", message=reply.header["message"])
+            if self.state not in ("connecting", "hold", "estop", "finished"):
+                self._safe_hold("superseded")
+            self.takeover = False  # do not take it back: reconnect and wait until the id is free
+            return
+        if self.state in ("connecting", "hold") and reply.seq == self.hello_seq:
+            if kind == "metadata":
+                self._resume(reply.header.get("metadata", {}))
+            elif kind == "error":  # e.g. robot_id_taken: another live connection holds this robot id
+                self.counts["errors"] += 1
+                self.log("server_error", seq=reply.seq, code=reply.header["code"], message=reply.header["message"],
+                         retry_in_s=round(max(0.0, self.next_attempt - time.perf_counter()), 3))
+            return
+        if kind == "error" and reply.seq == 0:  # a notice not tied to a request (e.g. robot_id_claimed)
+            self.log("server_notice", code=reply.header["code"], message=reply.header["message"])
             return
         if self.state != "waiting" or self.req is None or reply.seq != self.req["seq"]:
             return  # heartbeat, ack, or a late reply to an older request
-        if reply.type == "error":
-            self.counts["errors"] += 1
-            self.error_streak += 1
-            wait = min(self.s.backoff_s * 2 ** min(self.error_streak - 1, 10), self.s.backoff_max_s)
-            self.next_request = time.perf_counter() + wait
+        if kind == "error":
+            wait = self._backoff()
             self.log("server_error", seq=reply.seq, code=reply.header.get("code"), message=reply.header.get("message"),
                      retry_in_s=round(wait, 3))
             self.req = None
@@ -342,6 +373,8 @@ class Daemon:
 
     def _safe_hold(self, why: str, **data) -> None:
         self._stop_motion()
+        if why != "superseded" and self.state not in ("connecting", "hold"):
+            self.takeover = True  # the server may still see our old connection holding the robot id
         self.req = None
         self.counts["holds"] += 1
         self.state = "hold"
@@ -355,9 +388,9 @@ class Daemon:
             return
         if self.hello_seq >= 0 or self.state == "hold":
             self.client.connect()  # a fresh socket: nothing stale is queued towards the server
-        self.hello_seq = self.client.send("hello")
+        self.hello_seq = self.client.send("hello", **({"takeover": True} if self.takeover else {}))
         self.counts["reconnects"] += 1
-        self.log("connect_attempt", backoff_s=round(self.backoff, 3), state=self.state)
+        self.log("connect_attempt", backoff_s=round(self.backoff, 3), state=self.state, takeover=self.takeover)
         self.next_attempt = now + self.backoff
         self.backoff = min(self.backoff * 2, self.s.backoff_max_s)
 
@@ -366,6 +399,7 @@ class Daemon:
         self.log("resumed" if self.state == "hold" else "connected", held_s=round(held, 3), metadata=metadata)
         self.state = "idle"
         self.hello_seq = -1
+        self.takeover = False
         self.backoff = self.s.backoff_s
         self.last_heard = time.perf_counter()
 

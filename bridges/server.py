@@ -171,6 +171,7 @@ class InferenceServer:
         self.reserved: dict[str, str] = {}  # robot id -> the key whose .robots file lists it
         self.active: list[_Request] = []
         self._rr: dict[_Conn, None] = {}  # connections with queued requests, in round-robin order
+        self._last_served: _Conn | None = None
         self.n_queued = 0
         self.queued_bytes = 0
         self.decoding: dict[_Request, None] = {}  # JPEG decodes in flight
@@ -393,6 +394,7 @@ class InferenceServer:
         now = _perf()
         req.decode_ms = (now - t_recv) * 1e3
         if not self._rr and len(self.active) < self.concurrent_plans:  # nothing waits: start it now
+            self._last_served = conn
             req.t_start = now
             req.state = "active"
             try:
@@ -495,6 +497,8 @@ class InferenceServer:
             req.state = "done"
         if self.conns.get(conn.identity) is conn:
             del self.conns[conn.identity]
+        if self._last_served is conn:
+            self._last_served = None
 
     # ------------------------------------------------------------ queueing
 
@@ -599,6 +603,11 @@ class InferenceServer:
         rr = self._rr
         while rr and len(self.active) < self.concurrent_plans:
             conn = next(iter(rr))  # round robin: the connection whose turn it is
+            if conn is self._last_served and len(rr) > 1:  # it just had a turn (its plan started at once): the others first
+                del rr[conn]
+                rr[conn] = None
+                conn = next(iter(rr))
+            self._last_served = conn
             req = conn.queue.popleft()
             del rr[conn]
             if conn.queue:

@@ -30,8 +30,10 @@ DEFAULTS = {
     "cpu_compile": False,
     "bind": "tcp://127.0.0.1:5555",
     "max_message_bytes": MAX_MESSAGE_BYTES,
-    "default_deadline_ms": None,
+    "default_deadline_ms": 30000.0,
     "concurrent_plans": 1,
+    "max_queued": 64,
+    "max_robots_per_connection": 16,
     "curve": {"secret_key": None, "authorized": None},
     "max_seconds": None,
     "perception": "ground_truth",
@@ -78,8 +80,10 @@ def main(cfg) -> None:
         with_perception(load_planner(cfg.get("planner"), cfg), cfg),
         cfg.get("bind", DEFAULTS["bind"]),
         max_message_bytes=cfg.get("max_message_bytes", MAX_MESSAGE_BYTES),
-        default_deadline_ms=cfg.get("default_deadline_ms"),
+        default_deadline_ms=cfg.get("default_deadline_ms", DEFAULTS["default_deadline_ms"]),
         concurrent_plans=cfg.get("concurrent_plans", 1),
+        max_queued=cfg.get("max_queued", DEFAULTS["max_queued"]),
+        max_robots_per_connection=cfg.get("max_robots_per_connection", DEFAULTS["max_robots_per_connection"]),
         keys=keys,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
