@@ -78,6 +78,66 @@ class TrainConfig:
     # at the reference the next token names (``PalmE.pointer_attention_loss``); 0 = off.
     ref_attention_loss: float = 0.0
     progress: bool = True
+    # Experiment logging next to metrics.jsonl (rank 0): none | tensorboard (event files in
+    # <out>/tensorboard, or log_dir) | wandb (Weights & Biases; wandb_mode=offline needs no network,
+    # `wandb sync <out>/wandb/offline-run-*` uploads later). Optional extras: .[tensorboard], .[wandb].
+    logger: str = "none"
+    log_dir: Optional[str] = None
+    wandb_project: str = "embodied"
+    wandb_mode: str = "offline"  # offline | online | disabled
+
+
+LOGGERS = ("none", "tensorboard", "wandb")
+
+
+class MetricLogger:
+    """Sends the numbers of each metrics.jsonl record to TensorBoard or Weights & Biases (``cfg.logger``)."""
+
+    def __init__(self, cfg: TrainConfig, out: Path):
+        self.kind, self.writer, self.run = cfg.logger, None, None
+        if self.kind == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(Path(cfg.log_dir) if cfg.log_dir else out / "tensorboard"))
+        elif self.kind == "wandb":
+            import wandb
+
+            directory = Path(cfg.log_dir) if cfg.log_dir else out
+            directory.mkdir(parents=True, exist_ok=True)
+            self.run = wandb.init(project=cfg.wandb_project, dir=str(directory), mode=cfg.wandb_mode, name=out.name,
+                                  config=_plain(cfg))
+
+    def log(self, rec: dict) -> None:
+        step = rec.get("step")
+        values = {k: float(v) for k, v in rec.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if step is None or not values:
+            return
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(f"{'val' if k.startswith('val_') else 'train'}/{k}", v, int(step))
+        if self.run is not None:
+            self.run.log(values, step=int(step))
+
+    def close(self, summary: Optional[dict] = None) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.run is not None:
+            if summary:
+                self.run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+            self.run.finish()
+
+
+def check_logger(cfg: TrainConfig) -> None:
+    if cfg.logger not in LOGGERS:
+        raise ConfigError(f"unknown logger {cfg.logger!r}; choose one of {', '.join(LOGGERS)}")
+    if cfg.wandb_mode not in ("offline", "online", "disabled"):
+        raise ConfigError(f"wandb_mode must be offline, online or disabled, got {cfg.wandb_mode!r}")
+    module, extra = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}.get(cfg.logger, (None, None))
+    if module:
+        import importlib.util
+
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"logger={cfg.logger} needs {module}: pip install -e .[{extra}]")
 
 
 def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
@@ -226,6 +286,7 @@ def train(cfg: TrainConfig) -> dict:
     from embodied.model.augment import augment, swap_colours
     from embodied.model.palme import PalmE
 
+    check_logger(cfg)
     for name in ("instruction_word_dropout", "instruction_word_noise", "target_colour_noise", "frame_dropout", "alias_noise"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(cfg, name)!r}")
@@ -316,10 +377,14 @@ def train(cfg: TrainConfig) -> dict:
         state_path.write_text(json.dumps({"step": step, "steps": cfg.steps, "finished": finished,
                                           "elapsed_s": time.time() - t0 + prior_elapsed, "config": _plain(cfg)}, indent=2))
 
+    metric_logger = MetricLogger(cfg, out) if dist.main and cfg.logger != "none" else None
+
     def log(rec: dict) -> None:
         if dist.main:
             with metrics_path.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
+            if metric_logger is not None:
+                metric_logger.log(rec)
 
     rng = random.Random(cfg.seed * 1000 + dist.rank + start_step)
     batches = _batches(len(train_ds), cfg.batch_size, cfg.seed + start_step, dist.rank, dist.world)
@@ -397,6 +462,8 @@ def train(cfg: TrainConfig) -> dict:
                    wall_s=elapsed, mean_tokens_per_s=tokens * dist.world / max(1e-9, elapsed),
                    parameters=sum(p.numel() for p in model.parameters()))
     log({"summary": summary})
+    if metric_logger is not None:
+        metric_logger.close(summary)
     if dist.main:
         _log.info(json.dumps({"summary": summary}))
     dist.close()
