@@ -100,6 +100,8 @@ class Daemon:
         self.exec_result: StepOutcome | None = None
         self.exec_info: dict | None = None
         self.hello_seq = -1
+        self.hello_first = -1  # the first hello on the current socket: an answer to any of them will do
+        self.fresh_socket = True  # the client's socket was just made
         self.takeover = False  # reconnecting after a watchdog hold: claim our robot id back from our old connection
         self.next_attempt = 0.0
         self.next_request = 0.0  # after an error reply, wait (with backoff) before asking again
@@ -243,7 +245,7 @@ class Daemon:
                 self._safe_hold("superseded")
             self.takeover = False  # do not take it back: reconnect and wait until the id is free
             return
-        if self.state in ("connecting", "hold") and reply.seq == self.hello_seq:
+        if self.state in ("connecting", "hold") and 0 <= self.hello_first <= reply.seq <= self.hello_seq:
             if kind == "metadata":
                 self._resume(reply.header.get("metadata", {}))
             elif kind == "error":  # e.g. robot_id_taken: another live connection holds this robot id
@@ -381,14 +383,22 @@ class Daemon:
         self.held_since = time.perf_counter()
         self.backoff = self.s.backoff_s
         self.next_attempt = 0.0
+        self.fresh_socket = False  # the first attempt recreates it: nothing stale is delivered later
         self.log("safe_hold", why=why, **data)
 
     def _reconnect(self, now: float) -> None:
         if now < self.next_attempt:
             return
-        if self.hello_seq >= 0 or self.state == "hold":
-            self.client.connect()  # a fresh socket: nothing stale is queued towards the server
+        if not self.fresh_socket:
+            # once per hold, a fresh socket: nothing stale is queued towards the server. Later attempts keep it
+            # (libzmq reconnects it by itself): a new connection per attempt would race the server's view of
+            # the previous one, which may still hold this robot id when the next hello arrives.
+            self.client.connect()
+            self.fresh_socket = True
+            self.hello_first = -1
         self.hello_seq = self.client.send("hello", **({"takeover": True} if self.takeover else {}))
+        if self.hello_first < 0:
+            self.hello_first = self.hello_seq
         self.counts["reconnects"] += 1
         self.log("connect_attempt", backoff_s=round(self.backoff, 3), state=self.state, takeover=self.takeover)
         self.next_attempt = now + self.backoff
@@ -398,7 +408,7 @@ class Daemon:
         held = time.perf_counter() - self.held_since if self.state == "hold" else 0.0
         self.log("resumed" if self.state == "hold" else "connected", held_s=round(held, 3), metadata=metadata)
         self.state = "idle"
-        self.hello_seq = -1
+        self.hello_seq = self.hello_first = -1
         self.takeover = False
         self.backoff = self.s.backoff_s
         self.last_heard = time.perf_counter()
