@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pybullet
 
 from embodied.core.protocols import ArmState, Pose
+from envs.bullet import pybullet
 
 ARM_JOINTS = tuple(range(7))
 FINGER_JOINTS = (9, 10)
@@ -30,6 +30,7 @@ REST_JOINTS = (0.0, -0.30, 0.0, -2.20, 0.0, 1.95, 0.785)  # IK null-space bias w
 MAX_WIDTH = 0.08
 ARM_FORCES = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0)
 FINGER_FORCE = 60.0
+FINGER_FRICTION = 1.5  # lateral friction of the finger pads
 HZ = 240  # physics steps per simulated second
 SPEED = 1.0  # m/s along Cartesian paths
 WAYPOINT = 0.02  # m between IK waypoints
@@ -49,7 +50,7 @@ def _slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
 class PandaArm:
     """The Panda in a ``TabletopSim``. Poses are of the grasp point between the finger tips."""
 
-    def __init__(self, sim, grasp_assist: bool = False):
+    def __init__(self, sim, grasp_assist: bool = False, finger_friction: float = FINGER_FRICTION):
         """Attach to ``sim`` (a ``TabletopSim`` whose Panda was just loaded) and go home."""
         self.sim = sim
         self.c = sim.client
@@ -67,7 +68,7 @@ class PandaArm:
             self.c.resetJointState(self.robot, j, q)
         for j in FINGER_JOINTS:
             self.c.resetJointState(self.robot, j, MAX_WIDTH / 2)
-            self.c.changeDynamics(self.robot, j, lateralFriction=1.5, spinningFriction=0.01)
+            self.c.changeDynamics(self.robot, j, lateralFriction=finger_friction, spinningFriction=0.01)
         # couple the fingers like the real Panda's: without this, two saturated finger motors
         # are in neutral balance and the first finger to touch shoves the object across
         gear = self.c.createConstraint(self.robot, FINGER_JOINTS[0], self.robot, FINGER_JOINTS[1], pybullet.JOINT_GEAR,

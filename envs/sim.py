@@ -19,20 +19,18 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
-import pybullet
-import pybullet_data
-from pybullet_utils.bullet_client import BulletClient
 
 from embodied.core.errors import ConfigError
 from embodied.core.vocab import COLOUR_RGBA, SHAPE_SIDES
 from embodied.core.world import CONTAINER_FLOOR, TABLE_Z, ContainerSpec, ObjectSpec, SceneSpec, WorldState
-from envs.panda import HZ, PandaArm
+from envs.bullet import connect, pybullet, pybullet_data
+from envs.panda import FINGER_FRICTION, HZ, PandaArm
+from envs.physics import PhysicsVariation, physics_variation
 
 TIME_STEP = 1.0 / HZ
 TABLE_RGBA = (0.82, 0.78, 0.70, 1.0)
 TRAY_RGBA = (0.45, 0.45, 0.47, 1.0)
 WALL_THICKNESS = 0.008
-OBJECT_MASS = 0.08  # kg
 
 
 @dataclass(frozen=True)
@@ -94,17 +92,24 @@ class TabletopSim:
     """A pybullet tabletop with a Panda. ``load(scene)`` builds a scene; ``arm`` moves it.
 
     ``image_size`` is the side of the square camera images; ``depth`` adds depth maps;
-    ``wrist_camera`` adds a camera on the gripper; ``grasp_assist`` see ``envs.panda``.
+    ``wrist_camera`` adds a camera on the gripper; ``grasp_assist`` see ``envs.panda``;
+    ``physics``: heavier and slipperier objects (``envs.physics``: a preset name such as
+    ``"heavy_slippery"``, a ``PhysicsVariation`` or its dict; None = each ``ObjectSpec``'s own
+    mass and friction, by default today's 0.08 kg and 1.0). It may also be set (``sim.physics =``)
+    between scenes; ``physics_record()`` says what the current scene was built with.
     """
 
-    def __init__(self, image_size: int = 128, depth: bool = False, wrist_camera: bool = False, grasp_assist: bool = False):
+    def __init__(self, image_size: int = 128, depth: bool = False, wrist_camera: bool = False, grasp_assist: bool = False,
+                 physics: PhysicsVariation | str | dict | None = None):
         if not isinstance(image_size, int) or not 16 <= image_size <= 1024:
             raise ConfigError(f"image_size must be an int between 16 and 1024, got {image_size!r}")
         self.image_size = image_size
         self.depth = depth
         self.wrist_camera = wrist_camera
         self.grasp_assist = grasp_assist
-        self.client = BulletClient(connection_mode=pybullet.DIRECT)
+        self.physics = physics
+        self.built: SceneSpec | None = None  # the scene as built: ``scene`` with the physics variation applied
+        self.client = connect()
         self._urdf = _panda_urdf()
         self.scene: SceneSpec | None = None
         self.robot = -1
@@ -118,6 +123,21 @@ class TabletopSim:
         self.load(SceneSpec(objects=[], placements={}))
 
     # --- building -------------------------------------------------------------------
+    @property
+    def physics(self) -> PhysicsVariation | None:
+        return self._physics
+
+    @physics.setter
+    def physics(self, spec) -> None:
+        self._physics = physics_variation(spec)
+
+    def physics_record(self) -> dict:
+        """JSON-able: the variation (None: the scene's own) and each object's mass, friction and the finger friction."""
+        built = self.built or self.scene
+        return {"variation": self._physics.to_dict() if self._physics else None,
+                "finger_friction": self._physics.finger_friction if self._physics else FINGER_FRICTION,
+                "objects": {o.name: {"mass": o.mass, "friction": o.friction} for o in (built.objects if built else [])}}
+
     def load(self, scene: SceneSpec) -> None:
         """Build ``scene`` from scratch (robot at home, gripper open) and let it settle."""
         c = self.client
@@ -135,10 +155,12 @@ class TabletopSim:
             rgba = (0.25, 0.25, 0.27, 1.0) if i >= 8 else (0.93, 0.93, 0.93, 1.0)
             c.changeVisualShape(self.robot, i, rgbaColor=rgba)
         c.changeVisualShape(self.robot, -1, rgbaColor=(0.93, 0.93, 0.93, 1.0))
-        self.arm = PandaArm(self, grasp_assist=self.grasp_assist)
+        fingers = self._physics.finger_friction if self._physics else FINGER_FRICTION
+        self.arm = PandaArm(self, grasp_assist=self.grasp_assist, finger_friction=fingers)
         for cont in scene.containers:
             self._add_container(cont)
-        self._add_objects(scene)
+        self.built = self._physics.apply(scene) if self._physics else scene
+        self._add_objects(self.built)
         self.settle()
 
     def _build_table(self) -> None:
@@ -222,8 +244,8 @@ class TabletopSim:
             pl = scene.placements[spec.name]
             col, vis = self._object_shapes(spec)
             orn = c.getQuaternionFromEuler([0, 0, pl.yaw])
-            body = c.createMultiBody(OBJECT_MASS, col, vis, basePosition=[pl.x, pl.y, centre_z(spec.name)], baseOrientation=orn)
-            c.changeDynamics(body, -1, lateralFriction=1.0, spinningFriction=0.002, rollingFriction=0.0001, restitution=0.0,
+            body = c.createMultiBody(spec.mass, col, vis, basePosition=[pl.x, pl.y, centre_z(spec.name)], baseOrientation=orn)
+            c.changeDynamics(body, -1, lateralFriction=spec.friction, spinningFriction=0.002, rollingFriction=0.0001, restitution=0.0,
                              activationState=pybullet.ACTIVATION_STATE_ENABLE_SLEEPING)  # resting objects cost nothing
             self._register(spec.name, body)
 

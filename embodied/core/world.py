@@ -26,6 +26,10 @@ CONTAINER_FLOOR = 0.004
 # Standard sizes (m). Tasks sample scenes with these; the simulator builds what the spec says.
 OBJECT_SIZE = 0.04
 OBJECT_HEIGHT = 0.04
+# Standard physics of an object: mass (kg) and lateral friction (Bullet multiplies the frictions
+# of the two bodies at a contact). ``envs.physics`` varies them.
+OBJECT_MASS = 0.08
+OBJECT_FRICTION = 1.0
 TRAY_HALF_EXTENTS = (0.09, 0.07)  # inner half sizes (x, y) of the grey tray
 BIN_HALF_EXTENTS = (0.055, 0.055)  # inner half sizes (x, y) of a coloured bin
 # "put X left of Y" places X's centre this far from Y's centre along the relation's direction.
@@ -40,6 +44,8 @@ class ObjectSpec:
     shape: str
     size: float = 0.04  # footprint width (m): cube edge, cylinder diameter, polygon circum-diameter
     height: float = 0.04
+    mass: float = OBJECT_MASS  # kg
+    friction: float = OBJECT_FRICTION  # lateral friction coefficient
 
     @property
     def name(self) -> str:
@@ -50,12 +56,17 @@ class ObjectSpec:
         return SHAPE_SIDES[self.shape]
 
     def to_dict(self) -> dict:
-        return {"colour": self.colour, "shape": self.shape, "size": self.size, "height": self.height}
+        return {"colour": self.colour, "shape": self.shape, "size": self.size, "height": self.height,
+                "mass": self.mass, "friction": self.friction}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ObjectSpec":
         _require(d, ("colour", "shape"), "object")
-        return cls(str(d["colour"]), str(d["shape"]), float(d.get("size", OBJECT_SIZE)), float(d.get("height", OBJECT_HEIGHT)))
+        spec = cls(str(d["colour"]), str(d["shape"]), float(d.get("size", OBJECT_SIZE)), float(d.get("height", OBJECT_HEIGHT)),
+                   float(d.get("mass", OBJECT_MASS)), float(d.get("friction", OBJECT_FRICTION)))
+        if spec.mass <= 0 or spec.friction <= 0:
+            raise ConfigError(f"object {spec.name!r}: mass and friction must be positive, got {spec.mass}, {spec.friction}")
+        return spec
 
 
 @dataclass(frozen=True)
