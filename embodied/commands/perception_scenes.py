@@ -21,6 +21,7 @@ from embodied.core.world import WorldState
 from embodied.perception.shapes import footprint, yaw_error
 
 MATCH_M = 0.02  # a named object counts when its name is right and its centre within this
+TIPPED_DEG = 10.0  # an object leaning more than this has no level top face (reported apart)
 
 
 @dataclass
@@ -29,6 +30,16 @@ class Scene:
     sim: object  # envs.sim.TabletopSim, in this state
     world: WorldState
     gripper: tuple[np.ndarray, float]  # grasp point (3,), opening (m)
+    tilts: dict  # object name -> degrees its axis leans from upright (a tipped object has no top face)
+
+
+def _scene(key: str, sim) -> Scene:
+    tilts = {}
+    for o in sim.scene.objects:
+        _, q = sim.client.getBasePositionAndOrientation(sim.bodies[o.name])
+        up = np.asarray(sim.client.getMatrixFromQuaternion(q)).reshape(3, 3)[:, 2]
+        tilts[o.name] = float(np.degrees(np.arccos(np.clip(up[2], -1.0, 1.0))))
+    return Scene(key, sim, sim.world_state(), _gripper(sim), tilts)
 
 
 def _gripper(sim) -> tuple[np.ndarray, float]:
@@ -45,19 +56,19 @@ def episode_scenes(family: str, level: str, seed: int, mid_steps: int = 3, held:
     try:
         env.reset(seed=seed)
         base = f"{family}/{level}/{seed}"
-        yield Scene(f"{base}/start", env.sim, env.world_state(), _gripper(env.sim))
+        yield _scene(f"{base}/start", env.sim)
         for k in range(mid_steps):
             plan = oracle_plan(make_privileged(env.episode, env.world_state()))
             if not plan or plan[0].is_done:
                 break
             _, _, term, trunc, _ = env.step(plan[0].text)
-            yield Scene(f"{base}/step{k + 1}", env.sim, env.world_state(), _gripper(env.sim))
+            yield _scene(f"{base}/step{k + 1}", env.sim)
             if term or trunc:
                 break
         if held:
             name = lift_one(env.sim, np.random.default_rng(seed))
             if name is not None:
-                yield Scene(f"{base}/held", env.sim, env.world_state(), _gripper(env.sim))
+                yield _scene(f"{base}/held", env.sim)
     finally:
         env.close()
 
@@ -126,13 +137,15 @@ class Scorer:
         self.wall_ms: list[float] = []
         self.render_ms: list[float] = []
         self.failures: list[dict] = []
+        self.tipped = self.tipped_tp = 0
         self.by_stage: dict[str, list[int]] = {}
 
     def _fail(self, key: str, **info) -> None:
         if len(self.failures) < self.keep:
             self.failures.append({"scene": key, **info})
 
-    def add(self, key: str, world: WorldState, scene: PerceivedScene, ms: dict, render_ms: float, frames: int) -> None:
+    def add(self, key: str, world: WorldState, scene: PerceivedScene, ms: dict, render_ms: float, frames: int, tilts: dict | None = None) -> None:
+        tilts = tilts or {}
         self.cpu_ms.append(ms["cpu"] / frames)
         self.cpu_median_ms.append(ms["cpu_median"] / frames)
         self.wall_ms.append(ms["wall"] / frames)
@@ -147,14 +160,17 @@ class Scorer:
                 continue
             self.gt += 1
             stage[1] += 1
+            tipped = tilts.get(name, 0.0) > TIPPED_DEG
+            self.tipped += int(tipped)
             o = named.get(name)
             d = None if o is None else float(np.linalg.norm(o.position - p))
             rel = world.relation(name)
             if d is None or d >= MATCH_M:
                 near = min(scene.objects, key=lambda x: float(np.linalg.norm(x.position - p)), default=None)
-                self._fail(key, object=name, relation=rel, got=None if o is None else round(d * 1000, 1),
+                self._fail(key, object=name, relation=rel, got=None if o is None else round(d * 1000, 1), tilt_deg=round(tilts.get(name, 0.0), 1),
                            nearest=None if near is None else f"{near.name} {np.round(near.position, 3).tolist()}")
                 continue
+            self.tipped_tp += int(tipped)
             self.tp += 1
             stage[0] += 1
             self.err_mm.append(d * 1000)
@@ -193,6 +209,8 @@ class Scorer:
                            "recall": round(self.cont_tp / self.cont_gt, 4) if self.cont_gt else None},
             "objects": self.gt, "named": self.named, "matched": self.tp,
             "recall_by_stage": {k: round(v[0] / v[1], 4) if v[1] else None for k, v in self.by_stage.items()},
+            "tipped": {"objects": self.tipped, "matched": self.tipped_tp, "note": f"objects leaning more than {TIPPED_DEG} deg (no level top face)",
+                       "recall_upright": round((self.tp - self.tipped_tp) / (self.gt - self.tipped), 4) if self.gt > self.tipped else None},
             "failures": self.failures,
         })
         return out

@@ -19,6 +19,7 @@ from embodied.perception.register import register
 from embodied.perception.relations import scene_graph
 from embodied.perception.shapes import footprint, inside
 from embodied.perception.things import Solid, Thing
+from embodied.perception.tilted import tilted_top
 from embodied.perception.views import View
 
 OVERHEAD = 0.8  # cameras whose axis is this close to straight down (cosine) name the tops they see
@@ -60,6 +61,7 @@ def objects(views: list[View], containers: list[FoundContainer], colours: Colour
                 if f.camera == v.name:
                     used[f.rows, f.cols] = True
         evidence += leftover(v, used, containers, solids, size)
+    things, evidence = _leaning(views[0], evidence, things, colours, cfg)
     levels = [TABLE_Z] + ([TABLE_Z + CONTAINER_FLOOR] if containers else [])
     noise = max([v.noise for v in views if v.Z is not None], default=0.0)
     for h in hypotheses(evidence, solids, cfg.shapes, size, height, levels, noise, gripper):
@@ -73,6 +75,26 @@ def objects(views: list[View], containers: list[FoundContainer], colours: Colour
     things += unknowns.supports(things, height, levels, gripper)
     things += unknowns.achromatic(views, containers, things, height, size, gripper)
     return things
+
+
+def _leaning(view: View, evidence: list, things: list[Thing], colours: ColourModel, cfg) -> tuple[list[Thing], list]:
+    """Objects whose top leans (``tilted``), from the overhead camera's leftover evidence; the
+    evidence near them (any camera, same colour) is theirs."""
+    found = []
+    for ev in evidence:
+        if ev.camera != view.name:
+            continue
+        top = tilted_top(ev, view, cfg.shapes, cfg.object_size, cfg.object_height)
+        if top is None:
+            continue
+        shape, centre, yaw, conf, rows, cols = top
+        t = Thing(colours.name(ev.colour), shape, centre[:2].copy(), float(centre[2] - cfg.object_height / 2), yaw, conf, "tilted")
+        t.views[view.name] = _pixels_view(rows, cols)
+        found.append((t, ev.colour, centre))
+    if not found:
+        return things, evidence
+    rest = [e for e in evidence if not any(e.colour == k and np.median(np.linalg.norm(e.points - c, axis=1)) < 0.035 for _, k, c in found)]
+    return things + [t for t, _, _ in found], rest
 
 
 def _explained(n: Named, things: list[Thing], height: float, size: float) -> bool:

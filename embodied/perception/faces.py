@@ -25,6 +25,7 @@ from embodied.perception.views import View, blobs
 OBJECT_MIN_Z = 0.028  # coloured pixels above this (m) belong to objects: container walls end at 0.02
 LEVEL_TOL = 0.003  # half width (m) of a top face's height band (grown with the depth noise)
 MIN_FACE_AREA = 1.3e-4  # m^2: a quarter of the smallest top face (the triangle's, 5.2 cm^2)
+MAX_FACE_AREA = 1.6e-3  # m^2: the largest top face (the cube's)
 _DIRS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (drow, dcol)
 _DR, _DC = np.array([d[0] for d in _DIRS]), np.array([d[1] for d in _DIRS])
 
@@ -91,7 +92,35 @@ def top_faces(view: View, floor_levels: tuple[float, ...] = ()) -> list[Face]:
                 face = _plane_face(view, int(k), rk, (y, x), floor_levels[0] if floor_levels else OBJECT_HEIGHT)
                 if face is not None:
                     faces.append(face)
+    if view.Z is not None:
+        faces += _hole_faces(view, faces, floor_levels[0] if floor_levels else OBJECT_HEIGHT)
     return merge_fragments(faces, max(LEVEL_TOL, 2.5 * view.noise))
+
+
+def _hole_faces(view: View, faces: list[Face], level: float) -> list[Face]:
+    """Coloured regions with no depth reading at all (a hole in the depth image over a whole
+    object): seen from colour alone, on the plane of an object standing on the table. A hole
+    that only bites into an object with depth elsewhere is part of that object's face."""
+    lab = view.labels
+    with np.errstate(invalid="ignore"):
+        hole = lab.chroma & ~(view.Z == view.Z)  # NaN: no reading
+    if not hole.any():
+        return []
+    near = np.zeros(view.shape, np.uint8)
+    for f in faces:
+        near[f.rows, f.cols] = 1
+    near = cv2.dilate(near, np.ones((5, 5), np.uint8)) > 0
+    out = []
+    for y, x, region in blobs(hole, 4):
+        h, w = region.shape
+        if (region & near[y:y + h, x:x + w]).any() or region.sum() * view.geom.pixel_area(x + w / 2, y + h / 2, level) > 3 * MAX_FACE_AREA:
+            continue
+        idx = lab.index[y:y + h, x:x + w]
+        k = int(np.bincount(idx[region]).argmax())
+        face = _plane_face(view, k, region & (idx == k), (y, x), level)
+        if face is not None:
+            out.append(face)
+    return out
 
 
 def merge_fragments(faces: list[Face], tol: float, reach: float = 0.06) -> list[Face]:
@@ -162,18 +191,15 @@ def _depth_faces(view: View, k: int, region: np.ndarray, origin: tuple[int, int]
 
 
 def _plane_face(view: View, k: int, region: np.ndarray, origin: tuple[int, int], level: float) -> Face | None:
-    """Without depth: the bright part of a coloured region, on the plane z = ``level``."""
-    y0, x0 = origin
-    h, w = region.shape
-    v = view.labels.hsv[y0:y0 + h, x0:x0 + w, 2]
-    top = region & (v >= 0.85 * np.percentile(v[region], 90))
-    n, cc_lab = cv2.connectedComponents(top.astype(np.uint8), connectivity=8)
+    """Without depth: the largest part of a coloured region, taken to stand on the table with its
+    top at z = ``level`` (its outline's edges are put on the top's or the table's plane, see ``_make_face``)."""
+    n, cc_lab = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
     if n < 2:
         return None
     sizes = np.bincount(cc_lab.ravel(), minlength=n)
     i = 1 + int(np.argmax(sizes[1:]))
     rr, cc = np.nonzero(cc_lab == i)
-    px_area = view.geom.pixel_area(x0 + cc.mean(), y0 + rr.mean(), level)
+    px_area = view.geom.pixel_area(origin[1] + cc.mean(), origin[0] + rr.mean(), level)
     if sizes[i] * px_area < MIN_FACE_AREA:
         return None
     return _make_face(view, k, cc_lab == i, origin, level, False, px_area)
@@ -209,7 +235,7 @@ def _make_face(view: View, k: int, mask: np.ndarray, origin: tuple[int, int], le
     inimg = (nr >= 0) & (nr < H) & (nc >= 0) & (nc < W)
     trust = inimg
     capped = 0
-    if view.Z is not None:
+    if view.Z is not None and measured:  # (a face seen without depth trusts its whole outline inside the image)
         nr_, nc_ = np.clip(nr, 0, H - 1), np.clip(nc, 0, W - 1)
         zn = view.Z[nr_, nc_]
         with np.errstate(invalid="ignore"):
@@ -218,5 +244,17 @@ def _make_face(view: View, k: int, mask: np.ndarray, origin: tuple[int, int], le
         capped = int((above & (view.labels.index[nr_, nc_] == k)).sum())
     u, v = ec + x0 + dc / 2.0, er + y0 + dr / 2.0
     edges = geom.on_plane(u, v, level)[:, :2] if len(u) else np.zeros((0, 2))
+    if not measured and len(u):
+        # Seen from above, a prism shows its top and, on the side facing the camera's foot, the
+        # side faces down to the table: an outline edge that faces the camera's foot is where a
+        # side face meets the table (z = level - height), the others are edges of the top.
+        base = level - OBJECT_HEIGHT
+        foot = geom.project(np.array([[geom.origin[0], geom.origin[1], base]]))[0]
+        tu, tv = foot[0] - u, foot[1] - v
+        cos = (dc * tu + dr * tv) / np.maximum(np.hypot(tu, tv), 1e-9)
+        low = cos > 0
+        if low.any():
+            edges[low] = geom.on_plane(u[low], v[low], base)[:, :2]
+        trust = trust & (np.abs(cos) > 0.35)  # along the line of sight the outline is a vertical edge: neither plane
     hues = view.labels.hsv[rows, cols, 0]
     return Face(view.name, k, float(level), rows, cols, xy, edges, trust, px_area, measured, hues, capped / max(len(u), 1))

@@ -20,6 +20,7 @@ from embodied.perception.shapes import Fit, fit, footprint
 COMPLETE = 0.9  # trusted fraction of the outline for a face to count as seen whole
 MIN_EDGES = 8  # trusted edge points needed to name a shape
 MAX_EDGES = 160  # edge points per face used in fits (every k-th beyond this)
+ASSUMED_HEIGHT = 0.7  # confidence factor of a face whose height was assumed (no depth), not measured
 AREA_WEIGHT = 8.0  # score per unit of relative area error (a whole face), against RMS / noise
 
 
@@ -50,7 +51,7 @@ def edge_noise(face: Face, depth_noise: float = 0.0) -> float:
 
 def name_faces(faces: list[Face], colour_conf: float, shapes: tuple[str, ...], size: float, noises: dict[str, float]) -> Named:
     """Fit ``shapes`` to the trusted edges of ``faces`` (one object, one colour, one or more cameras)."""
-    best_face = max(faces, key=lambda f: (f.trusted_fraction >= COMPLETE and not f.split, int(f.trusted.sum())))
+    best_face = max(faces, key=lambda f: (f.measured, f.trusted_fraction >= COMPLETE and not f.split, int(f.trusted.sum())))
     noise = edge_noise(best_face, noises.get(best_face.camera, 0.0))
     pts, w = [], []
     for f in faces:
@@ -59,7 +60,7 @@ def name_faces(faces: list[Face], colour_conf: float, shapes: tuple[str, ...], s
         pts.append(e)
         w.append(np.full(len(e), (noise / edge_noise(f, noises.get(f.camera, 0.0))) ** 2))
     P, W = np.concatenate(pts), np.concatenate(w)
-    complete = best_face.trusted_fraction >= COMPLETE and not best_face.split
+    complete = best_face.trusted_fraction >= COMPLETE and not best_face.split and best_face.measured
     centre0 = best_face.centroid
     if len(P) < MIN_EDGES:
         return Named(faces, best_face.colour, None, centre0, best_face.level, 0.0, 0.3 * colour_conf, [], complete)
@@ -84,7 +85,8 @@ def name_faces(faces: list[Face], colour_conf: float, shapes: tuple[str, ...], s
     shape_conf = 1.0 - math.exp(-max(margin, 0.0))
     fit_conf = math.exp(-max(scores[0] - 1.5, 0.0) / 3.0)
     seen = 0.5 + 0.5 * min(1.0, best_face.trusted_fraction / COMPLETE)
-    conf = float(np.clip(colour_conf * shape_conf * fit_conf * seen, 0.0, 1.0))
+    height = 1.0 if best_face.measured else ASSUMED_HEIGHT
+    conf = float(np.clip(colour_conf * shape_conf * fit_conf * seen * height, 0.0, 1.0))
     centre = best_face.centroid if complete else best.centre
     if not good:
         return Named(faces, best_face.colour, None, centre, best_face.level, best.yaw, min(conf, 0.3), fits, complete)

@@ -96,7 +96,7 @@ class Fit:
     shape: str
     centre: np.ndarray  # (2,) x, y
     yaw: float  # canonical (see canonical_yaw)
-    rms: float  # robust RMS of the outline residuals (m)
+    rms: float  # RMS of the outline residuals (m) at the robust fit's pose
     scale: float  # mean support / apothem with the centre and yaw fitted (1 = the known size)
     n: int  # outline points used
 
@@ -177,9 +177,7 @@ def fit(fp: Footprint, pts: np.ndarray, centre0, weights: np.ndarray | None = No
             break
     sup = support(fp, pts - c, yaw)
     res = sup - fp.apothem
-    hub = 2.0 * noise
-    w = w0 * np.where(np.abs(res) <= hub, 1.0, hub / np.maximum(np.abs(res), 1e-12))
-    rms = float(np.sqrt(np.sum(w * res ** 2) / max(np.sum(w), 1e-12)))
+    rms = float(np.sqrt(np.sum(w0 * res ** 2) / max(np.sum(w0), 1e-12)))  # plain: a wrong shape's large residuals count in full
     return Fit(fp.shape, c, canonical_yaw(fp, yaw), rms, float(np.average(sup, weights=w0) / fp.apothem), len(pts))
 
 

@@ -97,10 +97,10 @@ class TabletopPerception:
 
     def _containers(self, views: list[View]) -> list:
         found: dict[str, object] = {}
-        for v in views:
+        for v in views:  # the overhead-most camera's view of a container wins unless it saw little of it
             for c in find_containers(v, self.colours.names):
                 old = found.get(c.name)
-                if old is None or c.confidence > old.confidence + 0.1:
+                if old is None or (old.confidence < 0.5 and c.confidence > old.confidence + 0.1):
                     found[c.name] = c
         return list(found.values())
 
