@@ -201,7 +201,14 @@ class Daemon:
     # ------------------------------------------------------------ plans
 
     def _request_plan(self) -> None:
-        obs = self.robot.observe()
+        try:
+            obs = self.robot.observe()
+        except Exception as e:  # a camera that stopped, perception that failed: nothing moves without a fresh look
+            self.robot.hold()
+            self.counts["holds"] += 1
+            wait = self._backoff()
+            self.log("safe_hold", why="observe_error", error=type(e).__name__, message=str(e), retry_in_s=round(wait, 3))
+            return
         t_wall = time.time()
         seq = self.client.send_observation(obs, self.s.deadline_ms)
         self.req = {"seq": seq, "obs_time": obs.timestamp, "sent": time.perf_counter(), "sent_wall": t_wall,

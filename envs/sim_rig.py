@@ -2,11 +2,13 @@
 ``Arm`` in a task's scene, and the simulator's cameras, so that the real-robot path (Arm +
 cameras + calibration + perception + skill controller) runs end to end in simulation.
 
-    embodied daemon robot=arm arm=envs.sim_rig:panda arm_args.task=stack \\
+    embodied daemon robot=arm arm=envs.sim_rig:panda +arm_args.task=stack \\
         "cameras={front: sim:front, side: sim:side}" calibration=sim
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from envs.cameras import SPECS, SimCamera, calibration
 from envs.panda import PandaArm
@@ -29,10 +31,11 @@ def panda(task: str = "stack", level: str = "L1", seed: int = 0, split: str = "t
     return arm
 
 
-def camera(arm: PandaArm, name: str, size: int | None = None) -> SimCamera:
-    """A simulated camera (``envs.cameras.SPECS[name]``) looking at ``arm``'s simulation."""
+def camera(arm: PandaArm, name: str, size: int | None = None, as_name: str | None = None) -> SimCamera:
+    """A simulated camera (``envs.cameras.SPECS[name]``, square ``size`` if given) looking at ``arm``'s
+    simulation, called ``as_name`` (default ``name``)."""
     spec = SPECS[name] if size is None else SPECS[name].resized(size)
-    return SimCamera(arm.sim, spec)
+    return SimCamera(arm.sim, replace(spec, name=as_name or name))
 
 
 def exact_calibration(name: str, size: int | None = None):

@@ -18,6 +18,7 @@ from embodied.commands.robots import make_robot, section
 
 DEFAULTS = {
     "robot": "sim",
+    "perception": "ground_truth",
     "server": "tcp://127.0.0.1:5555",
     "robot_id": "robot0",
     "hz": 20.0,
@@ -41,6 +42,13 @@ DEFAULTS = {
     "sim": {"task": "stack", "level": "L1", "split": "test", "seed": 0, "realtime": True, "image_size": 128},
     "dry": {"cameras": {"front": [224, 224]}, "instruction": "put red cube on blue cube", "step_s": 0.2},
     "robot_args": {},
+    "arm": None,
+    "arm_args": {},
+    "cameras": {},
+    "calibration": {},
+    "instruction": None,
+    "planner_cameras": [],
+    "frame_size": None,
 }
 
 

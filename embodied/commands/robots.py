@@ -62,18 +62,18 @@ def _load(spec: str, what: str):
         raise ConfigError(f"{what}={spec}: cannot load {attr!r} from {module!r} ({e})") from e
 
 
-def _camera(spec: str, arm):
+def _camera(name: str, spec: str, arm):
     """A camera from its spec; ``sim:<name>[@<size>]`` is one of a simulated arm's own cameras."""
     if isinstance(spec, str) and spec.startswith("sim:"):
         if getattr(arm, "sim", None) is None:
             raise ConfigError(f"camera {spec!r} needs a simulated arm (arm=envs.sim_rig:panda)")
         from envs.sim_rig import camera
 
-        name, _, size = spec[4:].partition("@")
-        return camera(arm, name, int(size) if size else None)
+        base, _, size = spec[4:].partition("@")
+        return camera(arm, base, int(size) if size else None, as_name=name)
     from embodied.perception.cameras import make_camera
 
-    return make_camera(spec)
+    return make_camera(spec, name=name)
 
 
 def make_arm_robot(cfg):
@@ -87,18 +87,24 @@ def make_arm_robot(cfg):
     specs = section(cfg, "cameras")
     if not specs:
         raise ConfigError("robot=arm needs cameras, e.g. cameras.front=opencv:0")
-    cameras = {name: _camera(spec, arm) for name, spec in specs.items()}
+    cameras = {name: _camera(name, spec, arm) for name, spec in specs.items()}
     calib = cfg.get("calibration")
-    if calib == "sim":
+    files = {n: "sim" for n, s in specs.items() if str(s).startswith("sim:")} if calib == "sim" else section(cfg, "calibration")
+    if not files:
+        raise ConfigError("robot=arm needs calibration files, e.g. calibration.front=calib/front.json (embodied calibrate)")
+    calibrations = {}
+    for name, path in files.items():
+        if path != "sim":
+            calibrations[name] = Calibration.load(path)
+            continue
+        spec = str(specs.get(name, ""))
+        if not spec.startswith("sim:"):
+            raise ConfigError(f"calibration.{name}=sim is only for a simulated camera (cameras.{name}=sim:<name>)")
         from envs.sim_rig import exact_calibration
 
-        calibrations = {n: exact_calibration(*(s[4:].partition("@")[0], int(s.partition("@")[2]) if "@" in s else None))
-                        for n, s in specs.items() if str(s).startswith("sim:")}
-    else:
-        files = section(cfg, "calibration")
-        if not files:
-            raise ConfigError("robot=arm needs calibration files, e.g. calibration.front=calib/front.json (embodied calibrate)")
-        calibrations = {name: Calibration.load(path) for name, path in files.items()}
+        base, _, size = spec[4:].partition("@")
+        calibrations[name] = exact_calibration(base, int(size) if size else None)
+        calibrations[name].camera = name
     instruction = cfg.get("instruction") or getattr(arm, "instruction", None)
     if not instruction:
         raise ConfigError("robot=arm needs an instruction, e.g. instruction='put the red cube in the tray'")
