@@ -97,6 +97,8 @@ class Daemon:
         self.last_hb = 0.0
         self.req: dict | None = None  # the observation request in flight
         self.exec_thread: threading.Thread | None = None
+        self.obs_thread: threading.Thread | None = None  # the observation being taken (capture + perception)
+        self.obs_result = None
         self.exec_result: StepOutcome | None = None
         self.exec_info: dict | None = None
         self.hello_seq = -1
@@ -195,19 +197,39 @@ class Daemon:
         if self.state == "waiting" and now - self.req["sent"] > max(self.s.watchdog_s, (self.s.deadline_ms or 0) / 1e3):
             self.log("request_timeout", seq=self.req["seq"])
             self._drop_request()
+        if self.state == "observing" and not self.obs_thread.is_alive():
+            self._observed()
         if self.state == "idle" and now >= self.next_request:
             self._request_plan()
 
     # ------------------------------------------------------------ plans
 
     def _request_plan(self) -> None:
+        """Observe on a thread of its own (capture and perception may take longer than a tick, and the
+        loop keeps its rate meanwhile); ``_observed`` sends the observation when it is ready."""
+        if self.obs_thread is not None and self.obs_thread.is_alive():
+            return  # an earlier look (abandoned by a hold) is still running: one at a time
+        self.obs_result = None
+        self.obs_thread = threading.Thread(target=self._observe, daemon=True)
+        self.state = "observing"
+        self.obs_thread.start()
+
+    def _observe(self) -> None:
         try:
-            obs = self.robot.observe()
-        except Exception as e:  # a camera that stopped, perception that failed: nothing moves without a fresh look
+            self.obs_result = self.robot.observe()
+        except Exception as e:  # handed to the control thread
+            self.obs_result = e
+
+    def _observed(self) -> None:
+        obs, self.obs_result = self.obs_result, None
+        self.state = "idle"
+        if isinstance(obs, BaseException):  # a camera that stopped, perception that failed: nothing moves without a fresh look
             self.robot.hold()
             self.counts["holds"] += 1
             wait = self._backoff()
-            self.log("safe_hold", why="observe_error", error=type(e).__name__, message=str(e), retry_in_s=round(wait, 3))
+            self.log("safe_hold", why="observe_error", error=type(obs).__name__, message=str(obs), retry_in_s=round(wait, 3))
+            return
+        if obs is None:
             return
         t_wall = time.time()
         seq = self.client.send_observation(obs, self.s.deadline_ms)
@@ -432,6 +454,8 @@ class Daemon:
     def _shutdown(self, why: str, elapsed: float) -> int:
         if self.exec_thread is not None or self.state == "executing":
             self._stop_motion()
+        if self.obs_thread is not None:
+            self.obs_thread.join(timeout=5.0)  # the robot is closed after this returns
         self.client.close()
         gc.unfreeze()
         self.log("shutdown", why=why, elapsed_s=round(elapsed, 3),

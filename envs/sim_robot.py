@@ -67,8 +67,12 @@ class SimRobot:
         return {"seed": seed, "task": ep.family, "level": ep.level, "instruction": ep.instruction}
 
     def observe(self) -> Observation:
-        obs = self.env.observation()
-        obs.timestamp = time.time()
+        """Render (and, with camera perception, perceive) the world as it is; the timestamp is the capture
+        time. Runs on the daemon's observer thread, so it holds the simulation like ``execute`` does."""
+        with self._busy:
+            t = time.time()  # the world is still from here on: this is when the frames were taken
+            obs = self.env.observation()
+        obs.timestamp = t
         return obs
 
     def execute(self, step: PlanStep) -> StepOutcome:
