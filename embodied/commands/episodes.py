@@ -55,7 +55,7 @@ def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optio
         if viz:
             viz.observation(obs, executed)
         if recorder:
-            recorder.add(obs.frames["front"], executed, executed[-1] if executed else "")
+            recorder.add(_video_frame(base, obs), executed, executed[-1] if executed else "")
         if ablate != "none":
             obs = obs.ablated(ablate)
         if not keep_privileged:
@@ -85,7 +85,7 @@ def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optio
                 failure = info.get("failure") or info.get("error") or ("step limit" if truncated else "declared done before success" if step.is_done else "terminated")
             break
     if recorder:
-        recorder.add(base.observation().frames["front"], executed, "", "SUCCESS" if success else f"FAILED: {failure}")
+        recorder.add(_video_frame(base, base.observation()), executed, "", "SUCCESS" if success else f"FAILED: {failure}")
         recorder.close()
     if viz:
         viz.close(success, failure)
@@ -100,6 +100,17 @@ def run_episode(env, planner, seed: int, ablate: str = "none", video_path: Optio
         "instruction": episode.instruction,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def _video_frame(env, obs):
+    """The front camera as the planner saw it; with camera perception, the perception camera's
+    frame with what perception found drawn over it (outlines, names, poses, the scene graph)."""
+    table = getattr(env, "perceived", None)
+    if table is None or "front" not in table.cameras or table.cameras["front"].latest() is None:
+        return obs.frames["front"]
+    from embodied.perception.draw import draw
+
+    return draw(table.cameras["front"].latest(), table.scene(), table.calibrations["front"])
 
 
 def unique_path(path: Path) -> Path:
