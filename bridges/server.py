@@ -62,6 +62,7 @@ _log = logging.getLogger("embodied.server")
 _IDLE_WAIT_MS = 50  # how long an idle server waits in recv before it checks stop() and max_seconds
 MAX_ROBOTS = 4096  # robot ids held at once, over all connections
 MAX_CONNECTIONS = 4096  # connections remembered; beyond it the longest-idle one without work is forgotten
+IDLE_FORGET_S = 60.0  # a connection silent this long, with nothing queued or running, is forgotten (its ids freed)
 _DRAIN = 256  # messages read in one go before the plans get their turn again
 _perf = time.perf_counter
 _wall = time.time
@@ -172,6 +173,7 @@ class InferenceServer:
         self.active: list[_Request] = []
         self._rr: dict[_Conn, None] = {}  # connections with queued requests, in round-robin order
         self._last_served: _Conn | None = None
+        self._next_prune = 0.0
         self.n_queued = 0
         self.queued_bytes = 0
         self.decoding: dict[_Request, None] = {}  # JPEG decodes in flight
@@ -239,6 +241,8 @@ class InferenceServer:
                 try:
                     self._receive(0)  # what else is waiting is read in the next turns, after this request's plan step
                 except zmq.Again:
+                    if _perf() > self._next_prune:
+                        self._prune()
                     continue
             if self.decoding:
                 self._collect_decoded()
@@ -319,7 +323,18 @@ class InferenceServer:
         conn.last = t_recv
         self._handle(conn, parts, t_recv, wall)
 
+    def _prune(self) -> None:
+        """Forget connections silent for ``IDLE_FORGET_S`` with nothing queued or running: a client that
+        went away between requests (nothing was sent to it, so nothing failed) does not hold ids for ever."""
+        now = _perf()
+        self._next_prune = now + 10.0
+        busy = {r.conn for r in self.active} | {r.conn for r in self.decoding}
+        for conn in [c for c in self.conns.values() if now - c.last > IDLE_FORGET_S and not c.queue and c not in busy]:
+            self._drop_conn(conn, "idle")
+
     def _connection(self, identity: bytes, frame) -> _Conn:
+        if len(self.conns) >= MAX_CONNECTIONS:
+            self._prune()
         if len(self.conns) >= MAX_CONNECTIONS:
             idle = [c for c in self.conns.values() if not c.queue and not any(r.conn is c for r in self.active)]
             if idle:
@@ -447,6 +462,8 @@ class InferenceServer:
         if len(conn.robots) >= self.max_robots_per_connection:
             raise ProtocolError(f"this connection already holds {len(conn.robots)} robot ids, the most one connection "
                                 f"may use (max_robots_per_connection); open a connection per robot", code="too_many_robots")
+        if len(self.holders) >= MAX_ROBOTS:
+            self._prune()
         if len(self.holders) >= MAX_ROBOTS:
             raise ProtocolError(f"the server holds {len(self.holders)} robot ids, its limit", code="too_many_robots")
         conn.robots[robot] = -1

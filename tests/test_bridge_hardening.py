@@ -277,6 +277,31 @@ def test_two_daemons_on_the_default_robot_id_the_second_is_refused_and_estops_re
         stop(server)
 
 
+def test_a_daemon_taken_over_holds_still_and_resumes_when_its_id_is_free(tmp_path):
+    server, address = start_server(P + "FixedPlanner")
+    log = tmp_path / "d.jsonl"
+    daemon = start_daemon(*daemon_args(address, log, "dry.step_s=0.2", "robot_id=arm"))
+    try:
+        wait_for(log, "plan", 15)
+        new = BridgeClient(address, "arm", timeout_s=5)
+        new.hello(takeover=True)  # e.g. a second process for the same arm, started on purpose
+        taken = wait_for(log, "superseded", 5)
+        hold = wait_for(log, "safe_hold", 5, after=taken["t"])
+        assert hold["why"] == "superseded"
+        refused = wait_for(log, "server_error", 5, after=hold["t"])
+        assert refused["code"] == "robot_id_taken"  # it does not take the id back
+        time.sleep(0.5)
+        assert not [r for r in read_log(log) if r["event"] == "plan" and r["t"] > taken["t"]]
+        new.close()  # the id is free again
+        resumed = wait_for(log, "resumed", 10, after=hold["t"])
+        wait_for(log, "plan", 10, after=resumed["t"])
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+    finally:
+        stop(daemon)
+        stop(server)
+
+
 # ---------------------------------------------------------------- 3. JPEG bomb
 
 
