@@ -75,13 +75,13 @@ def cluster():
         pytest.skip("the ray command is not installed next to this python")
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths must stay < 108 bytes
     env = dict(ENV, **AUTH)
-    port = _free_port()
+    port, client_port = _free_port(), _free_port()
     # loopback only: Ray turns 127.0.0.1 into the machine's outward address, any other 127.x.y.z it keeps
     common = ["--block", f"--node-ip-address={HOST}", "--num-cpus=1", "--object-store-memory=80000000",
               "--disable-usage-stats"]
     base = 20000 + (os.getpid() % 200) * 100
     head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}",
-                             f"--ray-client-server-port={_free_port()}", f"--min-worker-port={base}", f"--max-worker-port={base + 40}",
+                             f"--ray-client-server-port={client_port}", f"--min-worker-port={base}", f"--max-worker-port={base + 40}",
                              *common], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     procs = [head]
     try:
@@ -107,7 +107,7 @@ def cluster():
                 time.sleep(0.2)
         finally:
             ray.shutdown()  # the first run connects again, by ray.address, and stays connected (warm workers)
-        yield {"address": address, "groups": {p.pid for p in procs}}
+        yield {"address": address, "client": f"ray://{HOST}:{client_port}", "groups": {p.pid for p in procs}, "env": env}
     finally:
         ray.shutdown()
         workers = _workers({p.pid for p in procs})
@@ -218,3 +218,16 @@ def test_backend_settings_are_checked_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match="some resource"):
         evaluate(_eval_cfg(tmp_path / "b", backend="ray", ray=RayOptions(num_cpus=0)))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_eval_through_ray_client(cluster, tmp_path):
+    """`ray.address=ray://host:port` (Ray Client), from another process, as from a laptop: `-m slow`."""
+    out = tmp_path / "client"
+    proc = subprocess.run([str(Path(sys.executable).with_name("embodied")), "eval", "planner=oracle", "tasks=[stack]", "episodes=2",
+                           "workers=2", "seed=5", "backend=ray", f"ray.address={cluster['client']}", f"out={out}", "progress=false"],
+                          env=cluster["env"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ref = tmp_path / "ref"
+    evaluate(_eval_cfg(ref, tasks="stack", workers=1))
+    assert _outcomes(out) == _outcomes(ref)
