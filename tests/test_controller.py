@@ -120,3 +120,37 @@ def test_grasp_yaw_closes_across_faces():
     closing = (g - math.pi / 2) % (math.pi / 3)
     assert math.isclose(closing, 0.0, abs_tol=1e-9) or math.isclose(closing, math.pi / 3, abs_tol=1e-9)
     assert grasp_yaw("cylinder", 1.0, reference=0.2) == 0.2
+
+
+def test_grasp_is_verified_by_the_gripper_when_the_camera_cannot_see_under_the_hand(sim, ctl):
+    """A real camera loses the object under the hand (``locate`` raises a named error, as
+    ``PerceivedScene.locate`` does): the grasp is judged by the fingers' opening instead."""
+    from embodied.core.errors import UnknownObjectError
+
+    def blind(name):
+        pos, yaw = sim.pose(name)
+        hand = sim.arm.state().ee_pose.position
+        if np.hypot(*(hand[:2] - pos[:2])) < 0.045 and hand[2] > pos[2] - 0.01:
+            raise UnknownObjectError(f"the camera does not see {name!r}: the hand is over it")
+        return pos, yaw
+
+    blind_ctl = SkillController(sim.arm, blind, ctl.objects.values(), ctl.containers.values())
+    result = run(sim, blind_ctl, "put blue triangle on red cube")
+    assert result.success and result.attempts == 1, result.reason
+    assert sim.world_state().is_on("blue triangle", "red cube")
+    result = run(sim, blind_ctl, "put green cylinder in tray")
+    assert result.success, result.reason
+    assert sim.world_state().is_in("green cylinder", "tray")
+
+
+def test_a_grasp_of_nothing_is_retried_then_reported(sim, ctl):
+    """The camera says the cube is 6 cm from where it is: the fingers close on air every time."""
+    def off(name):
+        pos, yaw = sim.pose(name)
+        return (pos + np.array([0.0, 0.06, 0.0]), yaw) if name == "red cube" else (pos, yaw)
+
+    bad = SkillController(sim.arm, off, ctl.objects.values(), ctl.containers.values(), retries=1)
+    result = run(sim, bad, "put red cube in tray")
+    assert not result.success and result.attempts == 2
+    assert result.reason.startswith("grasp of red cube failed: the fingers closed on nothing (attempt 1: grasp of red cube failed")
+    assert np.hypot(*(sim.pose("red cube")[0][:2] - np.array(PLACES["red cube"][:2]))) < 0.01  # left where it was
