@@ -15,7 +15,7 @@ from embodied.perception.containers import WALL_HEIGHT, FoundContainer
 from embodied.perception.faces import Face, top_faces
 from embodied.perception.hidden import hypotheses, leftover
 from embodied.perception.naming import Named, name_faces, name_or_split
-from embodied.perception.register import register
+from embodied.perception.register import apply_fix, frame_fix, register
 from embodied.perception.relations import scene_graph
 from embodied.perception.shapes import footprint, inside
 from embodied.perception.things import Solid, Thing
@@ -31,9 +31,13 @@ def objects(views: list[View], containers: list[FoundContainer], colours: Colour
     size, height = cfg.object_size, cfg.object_height
     noises = {v.name: v.noise for v in views}
     named: list[Named] = []
+    corrections = []
     for i, v in enumerate(views):  # overhead-most first: its faces are named, the others' joined to them when they match
         if i > 0 and cfg.refine_extrinsics:
-            v = views[i] = register(v, [(n.colour, _solid(n, height)) for n in named if n.shape and n.confidence > 0.4], size)
+            v, fix = register(v, [(n.colour, _solid(n, height)) for n in named if n.shape and n.confidence > 0.4], size)
+            views[i] = v
+            if fix is not None:
+                corrections.append(fix)
         pending = []
         for f in top_faces(v, (height,)):
             m = _match(f, named, size)
@@ -74,6 +78,12 @@ def objects(views: list[View], containers: list[FoundContainer], colours: Colour
             things.append(_from_named(n, colours, height, views))
     things += unknowns.supports(things, height, levels, gripper)
     things += unknowns.achromatic(views, containers, things, height, size, gripper)
+    fix = frame_fix(corrections)
+    if fix is not None:
+        for t in things:
+            t.centre, t.yaw = apply_fix(fix, t.centre, t.yaw)
+        for c in containers:
+            c.centre, c.yaw = apply_fix(fix, c.centre, c.yaw)
     return things
 
 

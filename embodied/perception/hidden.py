@@ -165,6 +165,9 @@ def _explain(group: list[Evidence], solids: list[Solid], shapes, size: float, he
     if near:
         bottom = min(near, key=lambda lv: abs(bottom - lv))
         top = bottom + height
+    elif not above and bottom < min(levels) + height / 2:
+        # an upright prism stands on something: this one would sink into the table (one lying on its side)
+        return Hidden(group[0].colour, None, xy, 0.0, min(levels), min(levels) + height, 0.1, group)
     side = P[(P[:, 2] < zmax - 0.003) & (P[:, 2] > bottom + 0.002)][:, :2]
     conf = min(1.0, len(P) / 60.0)
     if len(side) < MIN_POINTS:
