@@ -92,22 +92,21 @@ def _nlerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
 
 def _profile(dist: float, t: float, v_max: float = V_MAX, a_max: float = A_MAX) -> tuple[float, float]:
     """Distance covered and speed at time ``t`` of a trapezoidal profile over ``dist``."""
-    V_MAX, A_MAX = v_max, a_max  # noqa: N806
-    ta = V_MAX / A_MAX
-    if dist < V_MAX * ta:  # triangle: never reaches V_MAX
-        ta = math.sqrt(dist / A_MAX)
-        vmax, tc = A_MAX * ta, 0.0
+    ta = v_max / a_max  # time to full speed
+    if dist < v_max * ta:  # a triangle: it never reaches full speed
+        ta = math.sqrt(dist / a_max)
+        top, tc = a_max * ta, 0.0
     else:
-        vmax, tc = V_MAX, (dist - V_MAX * ta) / V_MAX
+        top, tc = v_max, (dist - v_max * ta) / v_max
     if t <= 0:
         return 0.0, 0.0
     if t < ta:
-        return 0.5 * A_MAX * t * t, A_MAX * t
+        return 0.5 * a_max * t * t, a_max * t
     if t < ta + tc:
-        return 0.5 * vmax * ta + vmax * (t - ta), vmax
+        return 0.5 * top * ta + top * (t - ta), top
     if t < 2 * ta + tc:
         r = 2 * ta + tc - t
-        return dist - 0.5 * A_MAX * r * r, A_MAX * r
+        return dist - 0.5 * a_max * r * r, a_max * r
     return dist, 0.0
 
 
@@ -160,7 +159,7 @@ class VelocityPanda:
         return np.vstack([np.asarray(lin)[:, :7], np.asarray(ang)[:, :7]])  # (6, 7)
 
     def _tick(self, p_des: np.ndarray, v_des: np.ndarray, q_des: np.ndarray) -> tuple[float, float]:
-        """One control tick: command joint velocities toward the desired pose, step 4 ms.
+        """One control tick: command joint velocities toward the desired pose, step 4 ms of physics.
         Returns the position and orientation errors before the step."""
         q, _ = self._q()
         p, o = self._ee()
@@ -189,15 +188,13 @@ class VelocityPanda:
         dist = float(np.linalg.norm(target - p0))
         direction = (target - p0) / dist if dist > 1e-9 else np.zeros(3)
         dt = self.every / self.world.hz
-        ticks = int(max_seconds / dt)
-        s_time, _ = 0.0, None  # trajectory clock: it waits while the arm is held back
+        s_time = 0.0  # trajectory clock: it waits while the arm is held back (tracking error over 1 cm)
         total = 2 * self.v_max / self.a_max + dist / self.v_max
         best, since_best = float("inf"), 0
-        for _ in range(ticks):
+        for _ in range(int(max_seconds / dt)):
             s, v = _profile(dist, s_time, self.v_max, self.a_max)
             frac = s / dist if dist > 1e-9 else 1.0
-            p_des = p0 + direction * s
-            e_p, e_o = self._tick(p_des, direction * v, _nlerp(q0, q1, min(1.0, frac + 0.0)))
+            e_p, e_o = self._tick(p0 + direction * s, direction * v, _nlerp(q0, q1, min(1.0, frac)))
             if e_p < 0.01:
                 s_time += dt
             err = float(np.linalg.norm(self._ee()[0] - target))
@@ -247,7 +244,10 @@ class AltWorld:
     """A tabletop with the stock Panda, heavy low-friction objects and containers; see the module docstring.
 
     ``mass`` (kg) is a (low, high) range drawn per object from ``seed``; ``friction`` the
-    objects' lateral friction; ``finger_friction`` the finger pads'.
+    objects' lateral friction; ``finger_friction`` the finger pads'; ``locate_noise`` (metres,
+    radians) and ``occlude``: what the camera behind ``locate`` gets wrong; ``coupled_fingers``:
+    the real gripper's rack (True) or two independent finger drives; ``hz`` and
+    ``solver_iterations``: the physics.
     """
 
     def __init__(self, mass: tuple[float, float] = (1.0, 2.0), friction: float = 0.5, finger_friction: float = 1.0,
