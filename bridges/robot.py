@@ -22,6 +22,7 @@ class DryRobot:
     """Moves nothing. ``steps`` records what it was asked to execute (and when)."""
 
     name = "dry"
+    max_history = 64  # steps sent as the observation's history (the protocol takes at most 512)
 
     def __init__(self, cameras: dict | None = None, instruction: str = "put red cube on blue cube", step_s: float = 0.2):
         self.cameras = {k: tuple(v) for k, v in (cameras or {"front": (224, 224)}).items()}
@@ -43,6 +44,7 @@ class DryRobot:
         if self._stop.wait(self.step_s):
             return StepOutcome(False, "halted", halted=True)
         self.history.append(step.text)
+        del self.history[:-self.max_history]  # a dry run with episodes=null never resets: keep the last steps only
         return StepOutcome(True, "dry run")
 
     def hold(self) -> None:
