@@ -208,3 +208,13 @@ def test_error_replies_are_logged_and_retried_with_backoff(tmp_path):
     waits = [r["retry_in_s"] for r in errors]
     assert waits[:4] == [0.1, 0.2, 0.4, 0.8] and max(waits) == 0.8
     assert not [r for r in read_log(log) if r["event"] == "plan"]
+
+
+def test_dry_robot_sends_a_bounded_history():
+    from bridges.robot import DryRobot
+    from embodied.core.plan import parse_step
+
+    robot = DryRobot(step_s=0.0)  # episodes=null never resets it: the history must not outgrow the protocol (512)
+    for _ in range(600):
+        robot.execute(parse_step("put red cube on blue cube"))
+    assert len(robot.observe().history) == DryRobot.max_history <= 512
