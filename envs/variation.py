@@ -1,7 +1,7 @@
 """Randomised rendering for measuring perception's robustness: ``RenderVariation``.
 
 One variation is drawn from a seed and is plain data (``to_dict`` / ``from_dict``, JSON), so a
-measurement can be repeated exactly: light direction, intensity and shading coefficients,
+measurement can be repeated exactly: light direction, intensity (``EXPOSURE``) and shading coefficients,
 a table tint, every object's and container's colour jittered *within its name* (hue within
 ``HUE_JITTER_DEG`` of the vocabulary's, so the right answer stays right), each camera moved
 by about 1 cm and turned by about 1 degree (``envs.cameras.jittered``; perception keeps the
@@ -31,7 +31,10 @@ from envs.sim import TABLE_RGBA, TRAY_RGBA
 HUE_JITTER_DEG = 6.0  # object / bin hue within this of its vocabulary colour (pink and red are 28 deg apart)
 SATURATION = (0.85, 1.08)  # factors on saturation
 VALUE = (0.8, 1.05)  # factors on value (albedo brightness)
-INTENSITY = (0.75, 1.15)  # light colour (white) scale
+# Brightness of a surface facing the light, relative to pybullet's default light (light colour
+# times ambient + diffuse + specular). Brighter overexposes: clipped channels move an orange
+# towards yellow (hue 14 -> 20 of 180 at 1.2), which no camera's auto-exposure would allow.
+EXPOSURE = (0.7, 1.05)
 ELEVATION_DEG = (45.0, 85.0)  # light above the table
 AMBIENT, DIFFUSE, SPECULAR = (0.45, 0.7), (0.25, 0.5), (0.0, 0.12)
 TABLE_TINT = 0.07  # table RGB channels times 1 +- this
@@ -77,8 +80,9 @@ class RenderVariation:
         el = math.radians(rng.uniform(*ELEVATION_DEG))
         az = rng.uniform(0.0, 2 * math.pi)
         light = (math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el))
-        i = float(rng.uniform(*INTENSITY))
-        lighting = Lighting((i, i, i), float(rng.uniform(*AMBIENT)), float(rng.uniform(*DIFFUSE)), float(rng.uniform(*SPECULAR)))
+        amb, dif, spec = float(rng.uniform(*AMBIENT)), float(rng.uniform(*DIFFUSE)), float(rng.uniform(*SPECULAR))
+        i = float(rng.uniform(*EXPOSURE)) / (amb + dif + spec)  # the light's intensity, as a camera's auto-exposure leaves it
+        lighting = Lighting((i, i, i), amb, dif, spec)
         tint = np.clip(np.asarray(TABLE_RGBA[:3]) * (1 + rng.uniform(-TABLE_TINT, TABLE_TINT, 3)), 0, 1)
         colours = {name: _jitter_colour(rgba, rng, name == "tray") for name, rgba in nominal_rgba(scene).items()}
         poses = {}

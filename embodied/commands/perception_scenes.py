@@ -47,15 +47,15 @@ def _gripper(sim) -> tuple[np.ndarray, float]:
     return np.asarray(st.ee_pose.position, float), float(st.gripper_width)
 
 
-def episode_scenes(family: str, level: str, seed: int, mid_steps: int = 3, held: bool = True) -> Iterator[Scene]:
-    """The scenes of one test episode; see the module docstring."""
+def episode_scenes(family: str, level: str, seed: int, mid_steps: int = 3, held: bool = True, split: str = "test") -> Iterator[Scene]:
+    """The scenes of one episode (of the test split unless ``split``); see the module docstring."""
     from envs.tabletop_env import TabletopEnv
     from envs.tasks import make_privileged, oracle_plan
 
-    env = TabletopEnv(family, level=level, split="test")
+    env = TabletopEnv(family, level=level, split=split)
     try:
         env.reset(seed=seed)
-        base = f"{family}/{level}/{seed}"
+        base = f"{family}/{level}/{seed}" if split == "test" else f"{family}/{level}/{split}/{seed}"
         yield _scene(f"{base}/start", env.sim)
         for k in range(mid_steps):
             plan = oracle_plan(make_privileged(env.episode, env.world_state()))

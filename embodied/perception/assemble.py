@@ -25,6 +25,7 @@ from embodied.perception.views import View
 OVERHEAD = 0.8  # cameras whose axis is this close to straight down (cosine) name the tops they see
 MERGE_XY = 0.025  # faces of one colour closer than this (m) in different cameras are one object
 MERGE_Z = 0.012
+UNSURE = 0.5  # objects named less surely from their tops are named again with their sides added
 
 
 def objects(views: list[View], containers: list[FoundContainer], colours: ColourModel, cfg, gripper) -> list[Thing]:
@@ -52,6 +53,7 @@ def objects(views: list[View], containers: list[FoundContainer], colours: Colour
         for f in pending:
             named += name_or_split(f, colours.confidence(f.hues), cfg.shapes, size, noises)
     named = [_refit(n, colours, cfg.shapes, size, noises) if n.refit else n for n in named]
+    named = [_with_sides(n, views, colours, cfg.shapes, size, height, noises) if n.shape is None or n.confidence < UNSURE else n for n in named]
     sure = [n for n in named if n.shape]  # faces no shape fits are left to the side evidence, or stay unknown
     things = [_from_named(n, colours, height, views) for n in sure]
     if not any(v.Z is not None for v in views):
@@ -111,6 +113,27 @@ def _explained(n: Named, things: list[Thing], height: float, size: float) -> boo
     """Most of an unnamed face lies in something found since (from its sides)."""
     pts = np.concatenate([np.c_[f.xy, np.full(len(f.xy), f.level - 0.002)] for f in n.faces])  # (P, 3)
     return any(np.mean(t.solid(height).holds(pts, size, 0.006)) > 0.5 for t in things)
+
+
+def _with_sides(n: Named, views: list[View], colours: ColourModel, shapes, size: float, height: float, noises) -> Named:
+    """An object seen only in part from above, named again with the points of its side faces (any
+    camera with depth) added to its outline: its colour, below its top, within reach of its centre."""
+    pts = []
+    for v in views:
+        if v.Z is None:
+            continue
+        with np.errstate(invalid="ignore"):
+            m = (v.labels.index == n.colour) & (v.Z > n.level - height + 0.003) & (v.Z < n.level - 0.003)
+        rows, cols = np.nonzero(m)
+        if len(rows) == 0:
+            continue
+        P = v.geom.points(v.frame.depth, rows, cols)
+        pts.append(P[np.hypot(P[:, 0] - n.centre[0], P[:, 1] - n.centre[1]) < 0.035][:, :2])
+    sides = np.concatenate(pts) if pts else np.zeros((0, 2))
+    if len(sides) < 10:
+        return n
+    again = name_faces(n.faces, colours.confidence(np.concatenate([f.hues for f in n.faces])), shapes, size, noises, sides)
+    return again if again.shape is not None and again.confidence > n.confidence else n
 
 
 def _solid(n: Named, height: float) -> Solid:

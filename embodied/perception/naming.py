@@ -20,6 +20,7 @@ from embodied.perception.shapes import Fit, fit, footprint
 COMPLETE = 0.9  # trusted fraction of the outline for a face to count as seen whole
 MIN_EDGES = 8  # trusted edge points needed to name a shape
 MAX_EDGES = 160  # edge points per face used in fits (every k-th beyond this)
+SIDE_NOISE = 0.0008  # m: scatter of side-face points (from depth, on the surface) about the outline
 ASSUMED_HEIGHT = 0.7  # confidence factor of a face whose height was assumed (no depth), not measured
 AREA_WEIGHT = 8.0  # score per unit of relative area error (a whole face), against RMS / noise
 
@@ -49,11 +50,16 @@ def edge_noise(face: Face, depth_noise: float = 0.0) -> float:
     return float(np.hypot(face.pixel_size / math.sqrt(12.0), depth_noise)) + 2e-4
 
 
-def name_faces(faces: list[Face], colour_conf: float, shapes: tuple[str, ...], size: float, noises: dict[str, float]) -> Named:
-    """Fit ``shapes`` to the trusted edges of ``faces`` (one object, one colour, one or more cameras)."""
+def name_faces(faces: list[Face], colour_conf: float, shapes: tuple[str, ...], size: float, noises: dict[str, float],
+               sides: np.ndarray | None = None) -> Named:
+    """Fit ``shapes`` to the trusted edges of ``faces`` (one object, one colour, one or more cameras)
+    and to ``sides`` (M, 2): points of its side faces from depth, which lie on the outline too."""
     best_face = max(faces, key=lambda f: (f.measured, f.trusted_fraction >= COMPLETE and not f.split, int(f.trusted.sum())))
     noise = edge_noise(best_face, noises.get(best_face.camera, 0.0))
     pts, w = [], []
+    if sides is not None and len(sides):
+        pts.append(sides[:: max(1, len(sides) // MAX_EDGES)])
+        w.append(np.full(len(pts[-1]), (noise / max(SIDE_NOISE, 2.0 * max(noises.values(), default=0.0))) ** 2))
     for f in faces:
         e = f.edges[f.trusted]
         e = e[:: max(1, len(e) // MAX_EDGES)]

@@ -93,10 +93,11 @@ def table_correction(geom: ViewGeometry, depth: np.ndarray, labels: Labels, poin
         return None
     rr, cc = rr * step + step // 2, cc * step + step // 2
     P = geom.points(depth, rr, cc)  # (N, 3) base frame, current calibration
-    P = P[np.abs(P[:, 2]) < 0.03]
+    band = 0.08  # an oblique camera knocked by a degree sees the far table this far off
+    P = P[np.abs(P[:, 2]) < band]
     n = np.array([0.0, 0.0, 1.0])
     centre = np.zeros(3)
-    for _ in range(2):
+    for _ in range(4):
         if len(P) < MIN_TABLE_POINTS:
             return None
         centre = P.mean(0)
@@ -104,7 +105,7 @@ def table_correction(geom: ViewGeometry, depth: np.ndarray, labels: Labels, poin
         _, vecs = np.linalg.eigh(Q.T @ Q)  # ascending eigenvalues: the normal is the first vector
         n = vecs[:, 0] if vecs[2, 0] > 0 else -vecs[:, 0]
         dist = Q @ n
-        band = max(0.002, 3.0 * 1.4826 * float(np.median(np.abs(dist))))
+        band = min(band / 2, max(0.002, 3.0 * 1.4826 * float(np.median(np.abs(dist)))))
         P = P[np.abs(dist) < band]
     angle = float(np.arccos(np.clip(n[2], -1.0, 1.0)))
     if angle > np.radians(MAX_TILT_DEG):
