@@ -21,7 +21,7 @@ import numpy as np
 from embodied.core.camera import Calibration, Camera, Frame
 from embodied.core.errors import CalibrationError, EmbodiedError
 from embodied.core.observation import Observation
-from embodied.core.plan import PlanStep
+from embodied.core.plan import PlanStep, validate_step
 from embodied.core.protocols import Arm, StepOutcome
 from embodied.core.scene import PerceivedScene, Perception
 from embodied.core.skills import SkillController
@@ -55,7 +55,7 @@ class ArmRobot:
 
     def __init__(self, arm: Arm, cameras: Mapping[str, Camera], calibrations: Mapping[str, Calibration],
                  perception: Perception, instruction: str, planner_cameras: Sequence[str] | None = None,
-                 frame_size: tuple[int, int] | None = None):
+                 frame_size: tuple[int, int] | None = None, dry_run: bool = False):
         missing = sorted(set(calibrations) - set(cameras))
         if missing:
             raise CalibrationError(f"calibrations for cameras that are not configured: {missing}; cameras: {sorted(cameras)}")
@@ -68,6 +68,7 @@ class ArmRobot:
         if unknown:
             raise CalibrationError(f"planner_cameras names unknown cameras {unknown}; cameras: {sorted(self.cameras)}")
         self.frame_size = tuple(frame_size) if frame_size else None
+        self.dry_run = bool(dry_run)  # see everything, plan everything, move nothing
         self.history: list[str] = []
         self.scene: PerceivedScene | None = None
         self._looked_at: tuple[np.ndarray, float] | None = None  # arm pose of the last perception
@@ -100,6 +101,13 @@ class ArmRobot:
     def execute(self, step: PlanStep) -> StepOutcome:
         self._stop.clear()
         scene = self.scene if self.scene is not None else self._perceive(self._read())
+        if self.dry_run:  # check the step against what perception sees, and do not move
+            try:
+                validate_step(step, [o.name for o in scene.object_specs()], [c.name for c in scene.container_specs()])
+            except EmbodiedError as e:
+                return StepOutcome(False, f"dry run: {e}")
+            target = "" if step.is_done else f" ({step.object} seen at {np.round(scene.locate(step.object)[0], 3).tolist()})"
+            return StepOutcome(True, f"dry run: would {step.text}{target}")
         controller = SkillController(self.arm, self._locate, scene.object_specs(), scene.container_specs())
         result = controller.execute(step)
         if self._stop.is_set():

@@ -138,3 +138,21 @@ def test_daemon_robot_sim_with_camera_perception_runs_whole_episodes_at_its_rate
     assert len(rates) >= 6
     # a loaded 2-core machine may slip a little; capture + perception on the control thread would be far off
     assert 16.0 <= rates[len(rates) // 2] <= 21.0, rates
+
+
+def test_a_dry_run_checks_each_step_against_perception_and_moves_nothing():
+    arm, robot = _robot("put_in_container", seed=3, dry_run=True)
+    try:
+        robot.observe()
+        before = arm.sim.world_state().positions
+        q0 = arm.state().joint_positions.copy()
+        step = oracle_plan(make_privileged(arm.episode, arm.sim.world_state()))[0]
+        out = robot.execute(step)
+        assert out.success and out.reason.startswith(f"dry run: would {step.text}")
+        bad = robot.execute(parse_step("put pink hexagon in tray"))
+        assert not bad.success and "pink hexagon" in bad.reason
+        assert np.allclose(arm.state().joint_positions, q0)
+        after = arm.sim.world_state().positions
+        assert all(np.allclose(before[n], after[n]) for n in before)
+    finally:
+        robot.close()

@@ -49,6 +49,7 @@ DEFAULTS = {
     "instruction": None,
     "planner_cameras": [],
     "frame_size": None,
+    "dry_run": False,
 }
 
 

@@ -111,4 +111,4 @@ def make_arm_robot(cfg):
     frame_size = cfg.get("frame_size")
     return ArmRobot(arm, cameras, calibrations, make_perception("camera"), instruction,
                     planner_cameras=list(cfg.get("planner_cameras") or []) or None,
-                    frame_size=tuple(frame_size) if frame_size else None)
+                    frame_size=tuple(frame_size) if frame_size else None, dry_run=bool(cfg.get("dry_run", False)))
