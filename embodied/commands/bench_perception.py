@@ -88,6 +88,7 @@ def main(cfg) -> dict:
     sizes = {f"{w}x{h}": Scorer(0) for w, h in c.sizes}
     t0 = time.time()
     n_scenes = 0
+    example = None  # the first scene's variation, as recorded (each scene's is drawn from a seed made of its key)
     for i in range(c.episodes):
         family, seed = families[i % len(families)], c.seed + i // len(families)
         for scene in episode_scenes(family, c.level, seed, c.mid_steps, c.held):
@@ -99,6 +100,7 @@ def main(cfg) -> dict:
             (plain_held if held else plain).add(scene.key, world, result, ms, render_ms, len(frames), scene.tilts)
             if c.randomized:
                 var = RenderVariation.sample(hash_seed(scene.key), world.scene, specs)
+                example = example or {"scene": scene.key, **var.to_dict()}
                 var.apply(sim)
                 try:
                     frames, render_ms = _read(var.cameras(sim, specs))
@@ -121,6 +123,7 @@ def main(cfg) -> dict:
         report["held"] = plain_held.summary()
     if c.randomized:
         report["randomized"] = rand.summary()
+        report["randomized"]["variation_example"] = example
         if c.held:
             report["randomized"]["held"] = rand_held.summary()
     report["frame_sizes"] = {k: {**s.summary(brief=True), "target_ms": SIZE_TARGETS_MS.get(k)} for k, s in sizes.items()}

@@ -109,7 +109,7 @@ def _rectangle(view: View, rows: np.ndarray, cols: np.ndarray, name: str, colour
     yaw = yaw - (math.pi / 2) * round(yaw / (math.pi / 2))  # the axis nearest the base x axis
     centre0 = pts.mean(0)
     loc = _to_local(pts, centre0, yaw)
-    lo, hi = np.percentile(loc, 0.5, axis=0), np.percentile(loc, 99.5, axis=0)
+    lo, hi = np.percentile(loc, [0.5, 99.5], axis=0)
     half = (hi - lo) / 2  # outer half sizes
     mid = (hi + lo) / 2
     c, s = math.cos(yaw), math.sin(yaw)

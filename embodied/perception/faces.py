@@ -83,7 +83,9 @@ def top_faces(view: View, floor_levels: tuple[float, ...] = ()) -> list[Face]:
     for y, x, region in blobs(obj, 4):
         h, w = region.shape
         idx = lab.index[y:y + h, x:x + w]
-        ks = np.unique(idx[region])
+        ir = idx[region]
+        lo, hi = ir.min(), ir.max()
+        ks = (lo,) if lo == hi else np.unique(ir)
         for k in ks:
             rk = region if len(ks) == 1 else region & (idx == k)
             if view.Z is not None:
@@ -173,7 +175,7 @@ def _depth_faces(view: View, k: int, region: np.ndarray, origin: tuple[int, int]
     z = Zr[region]
     tol = max(LEVEL_TOL, 2.5 * view.noise)
     rr, cc = np.nonzero(region)
-    px_area = view.geom.pixel_area(x0 + cc.mean(), y0 + rr.mean(), float(np.nanmax(z)))
+    px_area = view.geom.pixel_area(x0 + cc.mean(), y0 + rr.mean(), float(z.max()))  # (region pixels all have depth)
     min_px = max(3, int(MIN_FACE_AREA / max(px_area, 1e-12)))
     out = []
     for level in _levels(z, tol, min_px):

@@ -101,12 +101,21 @@ def table_correction(geom: ViewGeometry, depth: np.ndarray, labels: Labels, poin
         if len(P) < MIN_TABLE_POINTS:
             return None
         centre = P.mean(0)
-        Q = P - centre
-        _, vecs = np.linalg.eigh(Q.T @ Q)  # ascending eigenvalues: the normal is the first vector
-        n = vecs[:, 0] if vecs[2, 0] > 0 else -vecs[:, 0]
-        dist = Q @ n
-        band = min(band / 2, max(0.002, 3.0 * 1.4826 * float(np.median(np.abs(dist)))))
-        P = P[np.abs(dist) < band]
+        x, y, z = (P - centre).T
+        # z = a x + b y (least squares; the table is never seen edge-on): 2x2 normal equations by hand
+        sxx, sxy, syy, sxz, syz = x @ x, x @ y, y @ y, x @ z, y @ z
+        det = sxx * syy - sxy * sxy
+        if det <= 0:
+            return None
+        a, b = (syy * sxz - sxy * syz) / det, (sxx * syz - sxy * sxz) / det
+        n = np.array([-a, -b, 1.0]) / np.sqrt(a * a + b * b + 1.0)
+        dist = np.abs(x * n[0] + y * n[1] + z * n[2])
+        tight = max(0.002, 3.75 * float(dist.mean()))  # ~3 sigma for normal scatter
+        keep = dist < min(band / 2, tight)
+        if band <= 0.004 and keep.mean() > 0.98:
+            break
+        band = min(band / 2, tight)
+        P = P[keep]
     angle = float(np.arccos(np.clip(n[2], -1.0, 1.0)))
     if angle > np.radians(MAX_TILT_DEG):
         return None
