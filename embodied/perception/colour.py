@@ -71,4 +71,4 @@ class ColourModel:
         """How clearly a set of OpenCV hues (N,) names one colour (0..1)."""
         if len(hues) == 0:
             return 0.0
-        return float(np.median(self.hue_confidence[np.clip(np.asarray(hues, int), 0, 179)]))
+        return float(np.mean(self.hue_confidence.take(np.minimum(np.asarray(hues, np.intp), 179))))

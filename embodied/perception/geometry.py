@@ -101,10 +101,19 @@ class ViewGeometry:
         return self.origin + d * s[:, None]
 
     def pixel_area(self, u: float, v: float, z: float) -> float:
-        """Area (m^2) of one pixel around (u, v) on the plane z = ``z``."""
-        p = self.on_plane(np.array([u - 0.5, u + 0.5, u - 0.5]), np.array([v - 0.5, v - 0.5, v + 0.5]), z)  # (3, 3)
-        a, b = p[1, :2] - p[0, :2], p[2, :2] - p[0, :2]
-        return float(abs(a[0] * b[1] - a[1] * b[0]))
+        """Area (m^2) of one pixel around (u, v) on the plane z = ``z`` (the Jacobian of the ray /
+        plane crossing, in plain floats: it is called per face; lens distortion is ignored here)."""
+        K = self.cal.K
+        fx, fy = float(K[0, 0]), float(K[1, 1])
+        xn, yn = (u - float(K[0, 2])) / fx, (v - float(K[1, 2])) / fy
+        (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = self.R.tolist()
+        rx, ry, rz = xn * r00 + yn * r01 + r02, xn * r10 + yn * r11 + r12, xn * r20 + yn * r21 + r22
+        if abs(rz) < 1e-9:
+            return 0.0
+        s = (z - float(self.origin[2])) / rz  # z-depth of the crossing
+        ax, ay = s * (r00 - rx * r20 / rz) / fx, s * (r10 - ry * r20 / rz) / fx  # d point / d u
+        bx, by = s * (r01 - rx * r21 / rz) / fy, s * (r11 - ry * r21 / rz) / fy  # d point / d v
+        return abs(ax * by - ay * bx)
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """Pixel coordinates (N, 2) of base-frame points (N, 3), with the lens distortion."""

@@ -93,6 +93,8 @@ def table_correction(geom: ViewGeometry, depth: np.ndarray, labels: Labels, poin
         return None
     rr, cc = rr * step + step // 2, cc * step + step // 2
     P = geom.points(depth, rr, cc)  # (N, 3) base frame, current calibration
+    if _agrees(P):
+        return None
     band = 0.08  # an oblique camera knocked by a degree sees the far table this far off
     P = P[np.abs(P[:, 2]) < band]
     n = np.array([0.0, 0.0, 1.0])
@@ -126,6 +128,21 @@ def table_correction(geom: ViewGeometry, depth: np.ndarray, labels: Labels, poin
     if angle < 2e-4 and abs(z0) < 3e-4:
         return None
     return C, -z0
+
+
+def _agrees(P: np.ndarray) -> bool:
+    """Most of the table points (N, 3) lie within a few millimetres of z = 0 with no slope: the
+    calibration is right (the usual case, settled with one fit instead of four)."""
+    near = P[np.abs(P[:, 2]) < 0.004]
+    if len(near) < max(MIN_TABLE_POINTS, 0.6 * len(P)):
+        return False
+    x, y, z = (near - near.mean(0)).T
+    sxx, sxy, syy, sxz, syz = x @ x, x @ y, y @ y, x @ z, y @ z
+    det = sxx * syy - sxy * sxy
+    if det <= 0:
+        return False
+    a, b = (syy * sxz - sxy * syz) / det, (sxx * syz - sxy * sxz) / det
+    return bool(np.hypot(a, b) < 2e-4 and abs(float(near[:, 2].mean())) < 3e-4)
 
 
 def _rodrigues(axis: np.ndarray, angle: float) -> np.ndarray:
