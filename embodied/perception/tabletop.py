@@ -4,10 +4,12 @@
     scene = perception.perceive({"front": frame, "side": frame2}, {"front": cal, "side": cal2}, gripper=(grasp_point, opening))
 
 One pass: check every frame against its calibration (``CalibrationError``), label colours,
-lift depth into base-frame heights; find the containers; find and name every visible top
-face (``faces``, ``naming``), fusing the cameras that see the same top; then explain what
-is left of the coloured pixels with objects no camera sees the top of (``hidden``: the
-lower ones of stacks); give every object still floating an unknown support; report
+lift depth into base-frame heights, correcting each camera's tilt and height from the table
+plane (``views``); find the containers; find and name every top face the overhead camera
+sees (``faces``, ``naming``), register the other cameras to those objects (``register``)
+and join their views of the same tops; then explain what is left of the coloured pixels:
+leaning tops (``tilted``), objects no camera sees the top of (``hidden``: the lower ones of
+stacks, the one in the gripper); give every object still floating an unknown support; report
 achromatic things on the table as ``unknown``; build the scene graph (``relations``).
 Without depth (or with ``use_depth=False``) tops are put on the plane of an object standing
 on the table (ray / plane intersection): stacks and hidden objects are then out of reach.
@@ -26,7 +28,7 @@ from embodied.core.camera import Calibration, Frame
 from embodied.core.errors import CalibrationError, PerceptionError
 from embodied.core.scene import PerceivedScene
 from embodied.core.vocab import COLOUR_RGBA, SHAPES
-from embodied.core.world import CONTAINER_FLOOR, OBJECT_HEIGHT, OBJECT_SIZE, TABLE_Z
+from embodied.core.world import OBJECT_HEIGHT, OBJECT_SIZE
 from embodied.perception import assemble
 from embodied.perception.colour import ColourModel
 from embodied.perception.containers import find_containers
@@ -105,7 +107,3 @@ class TabletopPerception:
                     found[c.name] = c
         return list(found.values())
 
-
-def support_levels(containers) -> list[float]:
-    """Heights objects can stand on without another object: the table and container floors."""
-    return [TABLE_Z] + ([TABLE_Z + CONTAINER_FLOOR] if containers else [])
