@@ -9,6 +9,7 @@ rate against the bar (L1 >= 0.95, L2-L4 >= 0.90).
     python benchmarks/oracle_sweep.py --episodes 50            # all families, L1-L4
     python benchmarks/oracle_sweep.py --families stack --levels L1 --episodes 5
     python benchmarks/oracle_sweep.py --perturb --levels L1 --episodes 20   # knock an object mid-episode
+    python benchmarks/oracle_sweep.py --physics heavy_slippery --levels L1 --episodes 10   # 0.5-2 kg, friction 0.4-0.7
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def _write(args, rows, failures, t_start, argv, final: bool) -> dict:
 
 
 def main(argv=None) -> int:
+    from envs.physics import physics_variation
     from envs.tabletop_env import TabletopEnv
     from envs.tasks import TASKS, oracle_plan
     from policies.oracle import OraclePlanner
@@ -129,6 +131,8 @@ def main(argv=None) -> int:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--grasp-assist", action="store_true", help="TabletopEnv(grasp_assist=True): attach a pinched object to the hand")
     ap.add_argument("--perturb", action="store_true", help="knock one random object once per episode (closed-loop recovery)")
+    ap.add_argument("--physics", default=None, help="physics variation preset (envs.physics: heavy, slippery, heavy_slippery); "
+                    "each scene draws its objects' mass and friction, seeded by the scene")
     ap.add_argument("--out", default=None, help="default benchmarks/results/oracle_sweep[_perturbed].json")
     args = ap.parse_args(argv)
     if args.out is None:
@@ -143,13 +147,15 @@ def main(argv=None) -> int:
         for family in args.families:
             extra = {"grasp_assist": True} if args.grasp_assist else {}
             env = TabletopEnv(family, level=level, split=args.split, image_size=args.image_size, privileged=True, **extra)
+            env.sim.physics = args.physics  # None: the scenes' own (default) physics
             t0 = time.time()
             results = [run_episode(env, planner, s, args.perturb) for s in range(args.first_seed, args.first_seed + args.episodes)]
             env.close()
             k = sum(r["success"] for r in results)
             n = len(results)
             lo, hi = wilson(k, n)
-            row = {"family": family, "level": level, "split": args.split, "perturbed": args.perturb, "grasp_assist": args.grasp_assist, "episodes": n, "successes": k,
+            row = {"family": family, "level": level, "split": args.split, "perturbed": args.perturb, "grasp_assist": args.grasp_assist,
+                   "physics": physics_variation(args.physics).to_dict() if args.physics else None, "episodes": n, "successes": k,
                    "rate": k / n, "ci95": [lo, hi], "bar": BARS.get(level, 0.9), "meets_bar": k / n >= BARS.get(level, 0.9),
                    "mean_steps": sum(r["steps"] for r in results) / n, "seconds": time.time() - t0,
                    "failure_kinds": dict(Counter(r["failure"] for r in results if not r["success"]))}

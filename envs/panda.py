@@ -34,6 +34,7 @@ FINGER_FRICTION = 1.5  # lateral friction of the finger pads
 HZ = 240  # physics steps per simulated second
 SPEED = 1.0  # m/s along Cartesian paths
 WAYPOINT = 0.02  # m between IK waypoints
+TURN_WAYPOINT = 0.15  # rad of hand rotation between IK waypoints (a turn in place is interpolated too)
 
 
 def _slerp(q0: np.ndarray, q1: np.ndarray, t: float) -> np.ndarray:
@@ -144,7 +145,8 @@ class PandaArm:
         q1 = q1 / np.linalg.norm(q1)
         p0, q0 = self._ee()
         dist = float(np.linalg.norm(target - p0))
-        n = max(1, int(math.ceil(dist / WAYPOINT)))
+        turn = 2 * math.acos(min(1.0, abs(float(np.dot(q0, q1)))))  # radians the hand turns
+        n = max(1, int(math.ceil(dist / WAYPOINT)), int(math.ceil(turn / TURN_WAYPOINT)))
         per = max(1, int(round(WAYPOINT / SPEED * HZ)))
         budget = int(max_seconds * HZ)
         used = 0

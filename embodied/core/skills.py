@@ -5,7 +5,7 @@ callable (the simulator's ground truth, or a real robot's perception), and objec
 container geometry from ``embodied.core.world`` records. Skills:
 
 - ``put X on Y`` / ``put X in C`` / ``put X left of|right of|in front of|behind Y`` /
-  ``move X to <location>``: pick X (above -> descend -> close -> lift -> verify -> turn),
+  ``move X to <location>``: pick X (above -> descend -> close -> lift -> verify),
   carry at a safe height, place (above -> measure where X hangs -> descend, the last
   millimetres in a slow step that stops at contact -> open -> retreat), park the arm out of
   the camera's view, then verify where X ended; a failed grasp or placement is picked and
@@ -19,12 +19,14 @@ shifts under load, small pose errors, an arm whose ``move_to`` stops short):
   (something between them) and not have closed further than at the grasp (nothing slipped
   out); where ``locate`` still sees X it must also have risen with the hand. An X the camera
   cannot see under the hand (``locate`` raising a named error) is judged by the gripper alone;
-- the gripper is turned (in place, after the lift) so that the carry moves across the
-  fingers' closing direction, where a grasp that can shift along it (fingers that are not
-  coupled, a compliant rack) is not pushed about by the carry's accelerations;
 - the held object's offset from the grasp point is measured after the lift and measured
-  again above the place, after the carry (a heavy object slides on the finger pads), and the
-  hand is moved so that X, not the hand, is over the target;
+  again above the place, after the carry: a heavy object slides on the finger pads, and the
+  hand is moved so that X, not the hand, is over the target (across the pads; along the
+  closing direction a coupled gripper holds it, and fingers driven apart let it float, where
+  moving the hand would only push it about). It is set down at the yaw it was picked at
+  where that is as clear as any (no needless turn of a loaded wrist);
+- open fingers are kept off tall neighbours with the hand body too (long along the closing
+  direction), and off container walls from outside;
 - release at contact: the last ``SLOW_ZONE`` above the expected contact is descended in
   ``SLOW_STEP`` steps down to ``RELEASE`` above it, and ends early at the first sign of
   support: the hand stops short of its command (``move_to`` False or the grasp point
@@ -58,6 +60,8 @@ APPROACH = 0.07  # pre-grasp / pre-place height above the final pose
 PARK = (0.16, 0.0, 0.39)  # Panda grasp point with the arm folded out of the front camera
 FINGER_REACH = 0.05  # open finger's outer edge, from the grasp point along the closing direction
 FINGER_DEPTH = 0.013  # finger tips reach this far below the grasp point
+HAND_REACH, HAND_HALF_WIDTH = 0.09, 0.03  # the hand body: half its length along the closing direction, half its width
+HAND_ABOVE = 0.045  # the hand body's underside above the grasp point
 WALL = 0.01  # container wall thickness (m) assumed when keeping open fingers off a wall from outside
 SLOW_ZONE = 0.004  # the last this-many metres above the expected contact are descended in steps
 SLOW_STEP = 0.003  # m per step of the slow descent
@@ -66,7 +70,7 @@ CONTACT = 0.0015  # m: the hand short of its command, or X pushed up in the hand
 MIN_WIDTH = 0.004  # gripper opening (m) that means something is between the fingers
 SLIP_WIDTH = 0.008  # fingers closing this much further after the grasp = the object slipped out
 SHIFT = 0.005  # m: the held object found this far from where it was measured after the lift: re-aim the hand
-ALIGN_TOL = 0.2  # rad: closing directions this close to across the carry count as equally good
+UPRIGHT_TOL = 0.0025  # m: a centre this close to half its height above a surface stands (a hexagon on its side: 2.7 mm low)
 RETRIES = 2  # extra pick-and-place attempts after a failed grasp or placement
 
 
@@ -178,8 +182,8 @@ class SkillController:
                 failures.append(f"{step.text}: no free place for {name} there")
                 return SkillResult(False, _reasons(failures), attempts=attempt - 1)
             try:
-                carry = self._pick(name, target)
-                self._place(name, target, carry)
+                self._pick(name)
+                self._place(name, target)
                 self._park()
                 self._verify(step, name, target)
             except _Failed as f:
@@ -213,7 +217,7 @@ class SkillController:
             q = self._where(n)[0]
             if n != name and np.hypot(*(q[:2] - p[:2])) < o.size / 2 + 0.005:
                 floors.append(float(q[2]) + o.height / 2)
-        return any(abs(p[2] - f - obj.height / 2) < 0.006 for f in floors)
+        return any(abs(p[2] - f - obj.height / 2) < UPRIGHT_TOL for f in floors)
 
     # --- perception ----------------------------------------------------------------------
     def _look(self, name: str) -> tuple[np.ndarray, float] | None:
@@ -307,45 +311,41 @@ class SkillController:
             else:  # outside: an open finger must not reach over the wall either
                 outer = ContainerSpec(c.name, c.colour, c.center, (c.half_extents[0] + WALL, c.half_extents[1] + WALL))
                 score = min(score, *(_rect_gap(t[0], t[1], outer) - 0.006 for t in tips))
+        hand_low = z_low + FINGER_DEPTH + HAND_ABOVE  # underside of the hand body
         for n, o in self.objects.items():
             if n == ignore:
                 continue
             p, _ = self._where(n)
-            if p[2] + o.height / 2 < z_low:
+            top = p[2] + o.height / 2
+            if top < z_low:
                 continue
             score = min(score, *(float(np.hypot(*(t - p[:2]))) - o.size / 2 - 0.012 for t in tips))
+            if top > hand_low:  # tall enough to meet the hand itself, which is long along the closing direction
+                across, along = np.abs(_rot(-yaw) @ (p[:2] - np.asarray(xy[:2], dtype=np.float64)))
+                gap = float(np.hypot(max(across - HAND_HALF_WIDTH, 0.0), max(along - HAND_REACH, 0.0)))
+                score = min(score, gap - o.size / 2 - 0.005)
         return score
 
-    def _best_yaw(self, xy, candidates, z_low: float, ignore: str, carry: float | None = None) -> tuple[float, float]:
-        """The candidate yaw with the most clearance (beyond 2 cm all the same); among those, the
-        one whose closing direction is most nearly across ``carry`` (the direction of the
-        carry, radians; a grasp that can shift along its closing direction then does not), then
-        the one that keeps the wrist mid-range (nearest the natural yaw)."""
+    def _best_yaw(self, xy, candidates, z_low: float, ignore: str) -> tuple[float, float]:
         ref = _natural_yaw(xy)
-
-        def across(y: float) -> float:  # 0 when the fingers close across the carry
-            return 0.0 if carry is None else round(abs(_wrap(y - carry)) / ALIGN_TOL)
-
-        scored = [(round(min(self._clearance(xy, y, z_low, ignore), 0.02), 4), -across(y), -abs(y - ref), y) for y in candidates]
-        score, _, _, yaw = max(scored)
+        # clearance beyond 2 cm is all the same: then keep the wrist mid-range (nearest ``ref``)
+        scored = [(round(min(self._clearance(xy, y, z_low, ignore), 0.02), 4), -abs(y - ref), y) for y in candidates]
+        score, _, yaw = max(scored)
         return yaw, score
 
-    def _pick(self, name: str, target: np.ndarray) -> float | None:
-        """Grasp ``name`` and lift it to the carry height; ``_Failed`` when it is not in the hand.
-        Returns the direction of the carry to ``target`` (radians; None for a short one)."""
+    def _pick(self, name: str) -> None:
+        """Grasp ``name`` and lift it to the carry height; ``_Failed`` when it is not in the hand."""
         obj = self.objects[name]
         pos, yaw = self.locate(name)  # it must be seen to be picked (the named error otherwise)
         pos = np.asarray(pos, dtype=np.float64)
         self._seen[name] = (pos, float(yaw))
-        d = np.asarray(target[:2]) - pos[:2]
-        carry = math.atan2(float(d[1]), float(d[0])) if np.hypot(*d) > 0.03 else None
         grasp_z = max(float(pos[2]) + obj.height / 2 - 0.022, TABLE_Z + 0.012)
         ref = _natural_yaw(pos)
         base = grasp_yaw(obj.shape, yaw, reference=ref)
         n = SHAPE_SIDES[obj.shape]
         period = math.pi / 8 if n == 0 else (math.pi / n if n % 2 else 2 * math.pi / n)
         cands = sorted({round(_wrap(base + k * period, ref), 6) for k in range(-8, 9)})
-        gyaw, score = self._best_yaw(pos, cands, grasp_z - FINGER_DEPTH, name, carry)
+        gyaw, score = self._best_yaw(pos, cands, grasp_z - FINGER_DEPTH, name)
         if score < 0:  # fingers would hit a wall or a neighbour: grasp higher on the object
             grasp_z = max(grasp_z, min(float(pos[2]) + obj.height / 2 - 0.008, self._obstacle_top(pos, name) + FINGER_DEPTH + 0.003))
         safe = self._safe_z()
@@ -376,14 +376,17 @@ class SkillController:
             ee, at = at_grasp.ee_pose.position, pos
         # where the object hangs relative to the grasp point, in the gripper's yaw frame
         self._hang = (_rot(-gyaw) @ (at[:2] - ee[:2]), float(ee[2] - at[2]))
-        if carry is not None:  # turn in place so that the carry moves across the closing direction
-            turn = _wrap(carry, gyaw)  # at most a quarter turn
-            if abs(turn - ref) > 0.75 * math.pi:
-                turn = _wrap(carry, ref)  # keep the wrist in its range
-            if abs(turn - gyaw) > ALIGN_TOL:
-                self._move((pos[0], pos[1], safe), turn)  # the object turns about the grasp point: it stays put
-                self._grip_yaw = turn
-        return carry
+
+    def _place_yaw(self, name: str, target: np.ndarray, held: float) -> tuple[float, float]:
+        """Gripper yaw to set ``name`` down at ``target`` with, and its clearance score: ``held``
+        (no turn) when it is within a quarter turn of mid-range there and as clear as the best."""
+        contact = target[2] + self._hang[1]
+        ref = _natural_yaw(target)
+        cands = [ref + k * math.pi / 8 for k in range(-4, 4)] + [_wrap(held, ref)]  # all within a quarter turn of ref
+        yaw, score = self._best_yaw(target, cands, contact - FINGER_DEPTH, name)
+        if abs(held - ref) < math.pi / 2 and round(min(self._clearance(target, held, contact - FINGER_DEPTH, name), 0.02), 4) >= score:
+            yaw = held  # as good as the best: set it down without turning (a turn can shift a grasp)
+        return yaw, score
 
     def _obstacle_top(self, xy, name: str) -> float:
         tops = [TABLE_Z + c.wall_height for c in self.containers.values() if c.contains_xy(xy[0], xy[1], margin=0.05)]
@@ -393,23 +396,18 @@ class SkillController:
                 tops.append(float(p[2]) + o.height / 2)
         return max(tops, default=TABLE_Z)
 
-    def _place(self, name: str, target: np.ndarray, carry: float | None = None) -> None:
+    def _place(self, name: str, target: np.ndarray) -> None:
         """Carry the held ``name`` over ``target``, set it down on contact and let go."""
         local_xy, dz = self._hang
         contact = target[2] + dz  # grasp point height at which the object touches its support
-        ref = _natural_yaw(target)
-        held = self._grip_yaw  # the yaw it is carried at (``_pick`` turned it across the carry)
-        cands = [ref + k * math.pi / 8 for k in range(-4, 4)] + [_wrap(held, ref)]
-        yaw, score = self._best_yaw(target, cands, contact - FINGER_DEPTH, name, carry)
-        if abs(held - ref) <= 0.75 * math.pi and round(min(self._clearance(target, held, contact - FINGER_DEPTH, name), 0.02), 4) >= score:
-            yaw = held  # as good as the best: set it down without turning (a turn can shift a grasp)
+        held = self._grip_yaw  # the yaw it was picked at
+        yaw, score = self._place_yaw(name, target, held)
         lift = 0.0  # release this much above the contact: over walls and neighbours the fingers would hit
         if score < 0:
             lift = max(0.0, self._obstacle_top(target, name) + FINGER_DEPTH + 0.004 - contact)
         safe = max(self._safe_z(carrying=name), target[2] + 0.10)
-        over = target[:2] - _rot(held) @ local_xy
-        self._move((over[0], over[1], safe), held)  # carry without turning, then turn on the way down
         hand = target[:2] - _rot(yaw) @ local_xy
+        self._move((hand[0], hand[1], safe), yaw)  # the carry (turning on the way, where the place needs another yaw)
         self._grip_yaw = yaw
         self._move((hand[0], hand[1], contact + lift + APPROACH), yaw)
         # the carry is over: measure again where the object hangs (a grasp can shift under load)
