@@ -71,8 +71,11 @@ def test_heavy_placements_with_a_camera_blind_under_the_hand():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("world_kwargs", [{}, CAMERA], ids=["perfect_camera", "blind_noisy_camera"])
+@pytest.mark.parametrize("world_kwargs", [{}, CAMERA, {"coupled_fingers": False}],
+                         ids=["perfect_camera", "blind_noisy_camera", "independent_fingers"])
 def test_twelve_heavy_placements_stay_on(world_kwargs):
+    """The probe of ``benchmarks/placement_probe.py`` (seed 0). Before the robustness work: 0, 12
+    (the camera's error) and 2 (7.5 and 4.0 cm off) of the 12 did not end on the lower object."""
     rows = placement_probe(12, seed=0, world_kwargs=world_kwargs)
     slid = [r for r in rows if not r["on"]]
     assert not slid, slid
