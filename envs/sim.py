@@ -24,6 +24,7 @@ from embodied.core.errors import ConfigError
 from embodied.core.vocab import COLOUR_RGBA, SHAPE_SIDES
 from embodied.core.world import CONTAINER_FLOOR, TABLE_Z, ContainerSpec, ObjectSpec, SceneSpec, WorldState
 from envs.bullet import connect, pybullet, pybullet_data
+from envs.cameras import DEFAULT_LIGHTING
 from envs.panda import FINGER_FRICTION, HZ, PandaArm
 from envs.physics import PhysicsVariation, physics_variation
 
@@ -307,7 +308,7 @@ class TabletopSim:
         flags = 0 if segmentation else pybullet.ER_NO_SEGMENTATION_MASK
         _, _, rgba, zbuf, seg = self.client.getCameraImage(
             s, s, view, proj, renderer=pybullet.ER_TINY_RENDERER, flags=flags,
-            shadow=0, lightDirection=[0.4, 0.3, 1.0],
+            shadow=0, lightDirection=[0.4, 0.3, 1.0], **DEFAULT_LIGHTING.kwargs(),  # TinyRenderer keeps the last light settings
         )
         rgb = np.asarray(rgba, dtype=np.uint8).reshape(s, s, 4)[:, :, :3].copy()  # (H, W, 3)
         zbuf = np.asarray(zbuf, dtype=np.float32).reshape(s, s)  # (H, W) in [0, 1]
