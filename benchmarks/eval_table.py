@@ -46,6 +46,12 @@ for level in ("L2", "L3"):  # the planner's object aliases against the model rea
     with_aliases, plain = runs.get(f"model-{level}"), runs.get(f"model-{level}-no-aliases")
     if with_aliases and plain:
         ratios.append(f"- object aliases at {level}: {rate(with_aliases):.1%} with, {rate(plain):.1%} without (object_aliases=false)")
+for planner in ("oracle", "model"):  # perception from pixels against the simulator's ground truth, same seeds
+    for L in ("L1", "L2", "L3", "L4"):
+        gt, cam, rnd = runs.get(f"{planner}-{L}"), runs.get(f"{planner}-{L}-camera"), runs.get(f"{planner}-{L}-camera-randomized")
+        if gt and cam and rate(gt) > 0:
+            extra = f"; randomised {rate(rnd):.1%} = {rate(rnd) / rate(gt):.2f}" if rnd else ""
+            ratios.append(f"- {planner} {L}: perception=camera {rate(cam):.1%} vs ground truth {rate(gt):.1%} = {rate(cam) / rate(gt):.2f}{extra}")
 for L in ("L1", "L2"):
     m, nog = runs.get(f"model-{L}"), runs.get(f"model-{L}-ablate-relations")
     if m and nog:
