@@ -8,11 +8,12 @@ again, and the server's memory at the end of its life is within 10% of its memor
 warm-up. ``BRIDGE_LOAD_S`` shortens the run (e.g. 120 for a quick check); the summary is
 printed (``pytest -s``) and written to ``BRIDGE_LOAD_OUT`` when set.
 
-    .venv/bin/python -m pytest -m slow -s tests/test_bridge_load.py
+    .venv/bin/python -m pytest -m slow -s tests/test_bridge_load.py --basetemp=/tmp/bridge-load
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import signal
@@ -101,7 +102,8 @@ def test_32_robots_for_ten_minutes_with_two_server_restarts(tmp_path):
             assert resumed is not None, f"robot {i} did not resume after the kill at {kill - t_start:.0f} s"
             # nothing from the dead server's plans runs between the kill and the resume
             stale_executed += sum(1 for r in executed if kill < r["t"] < resumed["t"])
-            assert any(r["t"] > resumed["t"] for r in executed), f"robot {i} did not plan again after resuming"
+            after = collections.Counter(r["event"] for r in recs if r["t"] > resumed["t"])
+            assert any(r["t"] > resumed["t"] for r in executed), f"robot {i} did not plan again after resuming: {after}"
             resume_s.append(resumed["t"] - restart)
     summary.update(plans_executed=sum(plans), plans_per_robot_min=min(plans), plans_per_robot_max=max(plans),
                    stale_steps_executed=stale_executed, safe_holds=holds, errors=errors,
