@@ -45,13 +45,3 @@ def parse_overrides(args: list[str], defaults: dict) -> dict:
             raise ConfigError(f"unknown setting {key!r}; known: {', '.join(sorted(node))} (prefix '+' to add one)")
         node[leaf] = _value(text)
     return cfg
-
-
-def section(cfg, key: str) -> dict:
-    """``cfg[key]`` as a plain dict (works for dicts and omegaconf DictConfig)."""
-    node = cfg.get(key) if cfg is not None else None
-    if node is None:
-        return {}
-    if hasattr(node, "items"):
-        return {k: node[k] for k in node}
-    raise ConfigError(f"setting {key!r} must be a mapping")
