@@ -18,7 +18,7 @@ if [ "$WHICH" = all ] || [ "$WHICH" = oracle ]; then
   $E planner=random level=L1 out=$OUT/random-L1 >/dev/null
 fi
 if [ "$WHICH" = all ] || [ "$WHICH" = model ]; then
-  rm -rf "$OUT"/model-L? "$OUT"/model-L?-ablate-* "$OUT"/model-L?-no-aliases "$OUT"/model-L1-keep32
+  rm -rf "$OUT"/model-L? "$OUT"/model-L?-ablate-* "$OUT"/model-L?-no-aliases "$OUT"/model-L1-keep32 "$OUT"/model-L?-wording-*
   for L in L1 L2 L3 L4; do $E planner=model level=$L out=$OUT/model-$L >/dev/null; done
   $E planner=model level=L1 ablate=frames out=$OUT/model-L1-ablate-frames >/dev/null
   $E planner=model level=L1 ablate=objects out=$OUT/model-L1-ablate-objects >/dev/null
@@ -28,6 +28,8 @@ if [ "$WHICH" = all ] || [ "$WHICH" = model ]; then
   $E planner=model level=L2 object_aliases=false out=$OUT/model-L2-no-aliases >/dev/null
   $E planner=model level=L3 object_aliases=false out=$OUT/model-L3-no-aliases >/dev/null
   $E planner=model level=L1 keep_patches=32 out=$OUT/model-L1-keep32 >/dev/null
+  # the same L1 episodes, instructions reworded from the goal in the held-out dev wording (envs/tasks/phrasing.py)
+  $E planner=model level=L1 phrasing=dev out=$OUT/model-L1-wording-dev >/dev/null
 fi
 if [ "$WHICH" = all ] || [ "$WHICH" = camera ] || [ "$WHICH" = camera-oracle ]; then
   rm -rf "$OUT"/oracle-L?-camera*

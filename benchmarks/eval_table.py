@@ -52,6 +52,10 @@ for planner in ("oracle", "model"):  # perception from pixels against the simula
         if gt and cam and rate(gt) > 0:
             extra = f"; randomised {rate(rnd):.1%} = {rate(rnd) / rate(gt):.2f}" if rnd else ""
             ratios.append(f"- {planner} {L}: perception=camera {rate(cam):.1%} vs ground truth {rate(gt):.1%} = {rate(cam) / rate(gt):.2f}{extra}")
+templated, reworded = runs.get("model-L1"), runs.get("model-L1-wording-dev")
+if templated and reworded and rate(templated) > 0:
+    ratios.append(f"- wording no template produces (phrasing=dev) at L1: {rate(reworded):.1%} vs the templates' {rate(templated):.1%} "
+                  f"= {rate(reworded) / rate(templated):.2f}")
 for L in ("L1", "L2"):
     m, nog = runs.get(f"model-{L}"), runs.get(f"model-{L}-ablate-relations")
     if m and nog:
