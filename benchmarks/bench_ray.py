@@ -152,7 +152,7 @@ def main() -> int:
         "command": "python benchmarks/bench_ray.py " + " ".join(sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_at_end": os.getloadavg(),
-                    "note": "shared with other work while measured: rates move between rounds"},
+                    "note": "2 shared vCPUs: rates move between rounds; load_avg_at_end says how busy the machine was"},
         "workload": {"planner": "oracle", "level": "L1", "families": 10, "episodes_per_family": args.episodes,
                      "episodes_per_run": len(jobs)},
         "runs": runs,
