@@ -182,7 +182,12 @@ def test_refusals(shards, tmp_path):
 def test_loads_with_lerobot(shards, tmp_path):
     """Optional: only where the lerobot package imports (it is not in the test extra)."""
     lerobot_dataset = pytest.importorskip("lerobot.datasets.lerobot_dataset")
-    export(ExportConfig(data=str(shards), out=str(tmp_path / "lr"), progress=False))
+    from importlib.metadata import version
+
+    # LeRobot reads the "language" feature dtype (plan steps as annotations) from 0.6 on; 0.4-0.5 read
+    # v3.0 datasets without it (export language=false, as the README says for older readers)
+    language = tuple(int(x) for x in version("lerobot").split(".")[:2]) >= (0, 6)
+    export(ExportConfig(data=str(shards), out=str(tmp_path / "lr"), language=language, progress=False))
     ds = lerobot_dataset.LeRobotDataset("local/embodied-test", root=tmp_path / "lr", video_backend="pyav")
     assert len(ds) == ds.meta.total_frames == sum(len(v) for v in _shard_rows(shards).values())
     item = ds[len(ds) - 1]
