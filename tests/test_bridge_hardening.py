@@ -646,7 +646,7 @@ def test_a_burst_of_huge_frames_leaves_memory_flat_and_the_server_serving():
                 sock.send_multipart([header, bytes(int(mb) << 20)])
             time.sleep(1.0)
             assert c.heartbeat()["uptime_s"] > 0
-            assert status_mb(proc.pid) - base < 60, (base, status_mb(proc.pid))
+            assert status_mb(proc.pid) - base < 20, (base, status_mb(proc.pid))  # refused buffers go back to the OS
             assert [r.step.text for r in c.plan(observation(0))][-1] == "done"
     finally:
         sock.close(0)
