@@ -12,15 +12,17 @@ import pytest
 
 from embodied.core.camera import Calibration, Frame
 from embodied.core.errors import CalibrationError, ConfigError
-from embodied.perception.calibration import (
+from embodied.perception.board import (
     BoardNotFoundError,
     ChArUcoBoard,
+    pose_error,
+    transform,
+)
+from embodied.perception.calibration import (
     board_extrinsics,
     calibrate_intrinsics,
     hand_eye,
     make_calibration,
-    pose_error,
-    transform,
 )
 
 pytest.importorskip("pybullet")

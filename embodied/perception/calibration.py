@@ -1,9 +1,9 @@
 """Camera calibration with a ChArUco board: intrinsics over several views, extrinsics from the
 board lying at known poses on the table, and hand-eye calibration (``cv2.calibrateHandEye``).
 
-The board (``ChArUcoBoard``) is OpenCV's ChArUco pattern (``cv2.aruco.CharucoBoard``, the
->= 4.6 layout; ``legacy=True`` for boards made by older OpenCV or calib.io). Its frame is
-OpenCV's: origin at the top-left corner of the printed pattern, x to the right, y down, z into
+The board (``ChArUcoBoard``, in ``embodied.perception.board``) is OpenCV's ChArUco pattern
+(``cv2.aruco.CharucoBoard``, the >= 4.6 layout; ``legacy=True`` for boards made by older OpenCV
+or calib.io). Its frame is OpenCV's: origin at the top-left corner of the printed pattern, x to the right, y down, z into
 the board. A board *lying face up on the table* is placed by ``(x, y, yaw)``: its centre at
 (x, y) in the robot base frame, its printed face ``thickness_m`` above the table, and at
 ``yaw = 0`` it reads upright to someone standing at the robot base looking along +x (its top
@@ -31,8 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
-from functools import cached_property
+from dataclasses import asdict
 from typing import NamedTuple, Sequence
 
 import cv2
@@ -40,10 +39,19 @@ import numpy as np
 
 from embodied.core.camera import Calibration, Frame
 from embodied.core.errors import CalibrationError, ConfigError
+from embodied.perception.board import (
+    BoardNotFoundError,
+    BoardView,
+    ChArUcoBoard,
+    image_size,
+    mean_pose,
+    pose_matrix,
+    rotation_angle_deg,
+    transform,
+)
 
 log = logging.getLogger(__name__)
 
-DICTIONARIES = {n: getattr(cv2.aruco, n) for n in dir(cv2.aruco) if n.startswith("DICT_") and n.upper() == n}
 DISTORTION_MODELS = {
     "none": cv2.CALIB_ZERO_TANGENT_DIST | cv2.CALIB_FIX_K1 | cv2.CALIB_FIX_K2 | cv2.CALIB_FIX_K3,
     "radial": cv2.CALIB_ZERO_TANGENT_DIST | cv2.CALIB_FIX_K3,  # k1, k2
@@ -53,178 +61,6 @@ DISTORTION_MODELS = {
 HAND_EYE_METHODS = {"tsai": cv2.CALIB_HAND_EYE_TSAI, "park": cv2.CALIB_HAND_EYE_PARK, "horaud": cv2.CALIB_HAND_EYE_HORAUD,
                     "andreff": cv2.CALIB_HAND_EYE_ANDREFF, "daniilidis": cv2.CALIB_HAND_EYE_DANIILIDIS}
 MOUNTS = ("eye_to_hand", "eye_in_hand")
-
-
-class BoardNotFoundError(CalibrationError):
-    """The calibration board was not found (or with too few corners) in enough views."""
-
-
-# --- geometry helpers --------------------------------------------------------------------------
-def transform(R: np.ndarray, t) -> np.ndarray:
-    T = np.eye(4)
-    T[:3, :3] = np.asarray(R, float).reshape(3, 3)
-    T[:3, 3] = np.asarray(t, float).ravel()
-    return T
-
-
-def rotz(yaw: float) -> np.ndarray:
-    c, s = math.cos(yaw), math.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
-def rotation_angle_deg(R: np.ndarray) -> float:
-    """The angle (degrees) of a rotation matrix (atan2 form: exact for small angles too)."""
-    R = np.asarray(R, dtype=np.float64)
-    s = 0.5 * np.linalg.norm([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
-    return math.degrees(math.atan2(s, (np.trace(R) - 1) / 2))
-
-
-def pose_error(T_est: np.ndarray, T_true: np.ndarray) -> tuple[float, float]:
-    """(translation error in mm, rotation error in degrees) between two 4x4 poses."""
-    return float(np.linalg.norm(T_est[:3, 3] - T_true[:3, 3]) * 1000), rotation_angle_deg(T_est[:3, :3].T @ T_true[:3, :3])
-
-
-def pose_matrix(pose) -> np.ndarray:
-    """A 4x4 pose from a 4x4 matrix or (x, y, z, qx, qy, qz, qw)."""
-    a = np.asarray(pose, dtype=np.float64)
-    if a.shape == (4, 4):
-        return a
-    if a.shape == (7,):
-        x, y, z, w = a[3:] / np.linalg.norm(a[3:])
-        R = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                      [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                      [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-        return transform(R, a[:3])
-    raise CalibrationError(f"a pose is a 4x4 matrix or x, y, z, qx, qy, qz, qw; got shape {a.shape}")
-
-
-def _mean_pose(Ts: Sequence[np.ndarray]) -> np.ndarray:
-    """Chordal mean of rotations (SVD projection of their sum) and mean of translations."""
-    U, _, Vt = np.linalg.svd(sum(T[:3, :3] for T in Ts))
-    R = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
-    return transform(R, np.mean([T[:3, 3] for T in Ts], axis=0))
-
-
-def _gray(image) -> np.ndarray:
-    img = image.rgb if isinstance(image, Frame) else np.asarray(image)
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY if img.shape[2] == 3 else cv2.COLOR_RGBA2GRAY)
-    if img.dtype != np.uint8:
-        raise CalibrationError(f"calibration images must be uint8, got {img.dtype}")
-    return img
-
-
-def _size(image) -> tuple[int, int]:
-    img = image.rgb if isinstance(image, Frame) else np.asarray(image)
-    return int(img.shape[1]), int(img.shape[0])
-
-
-# --- the board ---------------------------------------------------------------------------------
-class BoardView(NamedTuple):
-    """The board's corners found in one image."""
-
-    corners: np.ndarray  # (N, 2) float32 pixel coordinates
-    ids: np.ndarray  # (N,) int32 ChArUco corner ids
-    object_points: np.ndarray  # (N, 3) float32 corner positions in the board frame (metres)
-
-
-@dataclass(frozen=True)
-class ChArUcoBoard:
-    """A ChArUco board: ``squares_x`` x ``squares_y`` squares of ``square_m``, markers of ``marker_m``.
-
-    The default (7 x 5 squares of 40 mm, 30 mm 4x4 markers: 280 x 200 mm) fits on A4 paper.
-    Measure the printed squares and set ``square_m`` / ``marker_m`` to what you measure.
-    """
-
-    squares_x: int = 7
-    squares_y: int = 5
-    square_m: float = 0.04
-    marker_m: float = 0.03
-    dictionary: str = "DICT_4X4_50"
-    legacy: bool = False  # boards generated by OpenCV < 4.6 or calib.io with an even number of rows
-    thickness_m: float = 0.0  # height of the printed face above the table when the board lies on it
-
-    def __post_init__(self):
-        if int(self.squares_x) < 2 or int(self.squares_y) < 2 or (self.squares_x < 3 and self.squares_y < 3):
-            raise ConfigError(f"a ChArUco board needs at least 3 x 2 squares, got {self.squares_x} x {self.squares_y}")
-        if not 0 < self.marker_m < self.square_m:
-            raise ConfigError(f"marker_m ({self.marker_m}) must be positive and smaller than square_m ({self.square_m})")
-        if self.dictionary not in DICTIONARIES:
-            raise ConfigError(f"unknown ArUco dictionary {self.dictionary!r}; e.g. DICT_4X4_50, DICT_5X5_100, DICT_6X6_250")
-        need = self.squares_x * self.squares_y // 2
-        have = cv2.aruco.getPredefinedDictionary(DICTIONARIES[self.dictionary]).bytesList.shape[0]
-        if need > have:
-            raise ConfigError(f"a {self.squares_x} x {self.squares_y} board needs {need} markers; {self.dictionary} has {have}")
-
-    # --- the pattern ----------------------------------------------------------------------
-    @property
-    def size_m(self) -> tuple[float, float]:
-        """(width, height) of the pattern in metres."""
-        return self.squares_x * self.square_m, self.squares_y * self.square_m
-
-    @cached_property
-    def cv(self) -> cv2.aruco.CharucoBoard:
-        d = cv2.aruco.getPredefinedDictionary(DICTIONARIES[self.dictionary])
-        board = cv2.aruco.CharucoBoard((int(self.squares_x), int(self.squares_y)), float(self.square_m), float(self.marker_m), d)
-        board.setLegacyPattern(bool(self.legacy))
-        return board
-
-    @cached_property
-    def _detector(self) -> cv2.aruco.CharucoDetector:
-        return cv2.aruco.CharucoDetector(self.cv)
-
-    @cached_property
-    def corner_points(self) -> np.ndarray:
-        """(N, 3) the inner chessboard corners in the board frame, indexed by ChArUco id."""
-        return np.asarray(self.cv.getChessboardCorners(), dtype=np.float32).reshape(-1, 3)
-
-    def board_image(self, px_per_m: float = 4000.0, margin_m: float = 0.01) -> np.ndarray:
-        """The pattern to print (or texture), (H, W) uint8, with a white margin of ``margin_m``.
-
-        300 dpi is 11811 px/m: print at 100 % scale, then measure a square and set ``square_m``."""
-        w, h = self.size_m
-        margin = int(round(margin_m * px_per_m))
-        size = (int(round(w * px_per_m)) + 2 * margin, int(round(h * px_per_m)) + 2 * margin)
-        return self.cv.generateImage(size, marginSize=margin)
-
-    # --- detection --------------------------------------------------------------------------
-    def detect(self, image, min_corners: int = 6) -> BoardView | None:
-        """The ChArUco corners in ``image`` (a Frame, RGB or grey), or None when fewer than
-        ``min_corners`` are found or they all lie on one line."""
-        corners, ids, _, _ = self._detector.detectBoard(_gray(image))
-        if corners is None or ids is None or len(ids) < max(4, min_corners):
-            return None
-        ids = ids.ravel().astype(np.int32)
-        if self.cv.checkCharucoCornersCollinear(ids):
-            return None
-        return BoardView(corners.reshape(-1, 2).astype(np.float32), ids, self.corner_points[ids])
-
-    # --- poses ------------------------------------------------------------------------------
-    @property
-    def T_face_board(self) -> np.ndarray:
-        """The board frame (OpenCV's, at the pattern's top-left corner) in the frame at the centre
-        of the printed face (same axes)."""
-        w, h = self.size_m
-        return transform(np.eye(3), (-w / 2, -h / 2, 0.0))
-
-    def face_on_table(self, x: float, y: float, yaw: float) -> np.ndarray:
-        """T_base_face: the centre of the printed face of the board lying face up at (x, y, yaw)."""
-        # yaw = 0: the pattern's x (rightwards) is the base's -y, its y (downwards) the base's -x, z (into it) down
-        R0 = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
-        return transform(rotz(yaw) @ R0, (x, y, self.thickness_m))
-
-    def on_table(self, x: float, y: float, yaw: float) -> np.ndarray:
-        """T_base_board (OpenCV board frame) of the board lying face up at (x, y, yaw)."""
-        return self.face_on_table(x, y, yaw) @ self.T_face_board
-
-    def placed(self, pose) -> np.ndarray:
-        """T_base_board from (x, y, yaw) on the table, or a 4x4 T_base_board as it is."""
-        a = np.asarray(pose, dtype=np.float64)
-        if a.shape == (3,):
-            return self.on_table(*a)
-        if a.shape == (4, 4):
-            return a
-        raise CalibrationError(f"a board pose is [x, y, yaw] on the table or a 4x4 T_base_board; got {pose!r}")
 
 
 # --- PnP ---------------------------------------------------------------------------------------
@@ -278,7 +114,7 @@ def calibrate_intrinsics(frames: Sequence, board: ChArUcoBoard | None = None, di
     frames = list(frames)
     if not frames:
         raise BoardNotFoundError("no views to calibrate from")
-    sizes = {_size(f) for f in frames}
+    sizes = {image_size(f) for f in frames}
     if len(sizes) > 1:
         raise CalibrationError(f"views of different sizes {sorted(sizes)}: calibrate one camera mode at a time")
     size = sizes.pop()
@@ -499,7 +335,7 @@ def hand_eye(arm_poses: Sequence, frames: Sequence, K, dist, mount: str = "eye_t
                                     method=HAND_EYE_METHODS[method])
     X = transform(R_X, t_X)
     targets = [a @ X @ T for a, T in zip(A, T_cb)]  # the target in the base (eye-in-hand) or gripper (eye-to-hand) frame
-    T_target = _mean_pose(targets)
+    T_target = mean_pose(targets)
     if refine:
         X, T_target = _refine_hand_eye(A, views, X, T_target, K, dist)
         targets = [a @ X @ T for a, T in zip(A, T_cb)]
