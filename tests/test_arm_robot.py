@@ -79,7 +79,8 @@ def test_the_daemon_holds_safely_when_a_camera_stops(tmp_path):
     with Recorder(tmp_path / "session") as rec:
         rec.record(camera(arm, "front", as_name="front"), 3)
     from bridges.client import BridgeClient
-    from bridges.daemon import Daemon, JsonlLog, Settings
+    from bridges.daemon import Daemon
+    from bridges.daemon_settings import JsonlLog, Settings
 
     robot = ArmRobot(arm, {"front": ReplayCamera(tmp_path / "session")}, {"front": exact_calibration("front")},
                      TabletopPerception(), "stack the red cube on the blue cube")

@@ -13,7 +13,8 @@ import signal
 import sys
 
 from bridges.client import BridgeClient, Faults
-from bridges.daemon import Daemon, JsonlLog, Settings
+from bridges.daemon import Daemon
+from bridges.daemon_settings import JsonlLog, Settings
 from embodied.commands.robots import make_robot, section
 
 DEFAULTS = {
