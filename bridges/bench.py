@@ -22,6 +22,9 @@ seconds per transport per round: plans per second and the latency of each reques
 Writes ``<out>/bridge.json``: ``rows``, one per (payload, robots), with ``ours_p50_ms``,
 ``ours_p99_ms``, ``zmq_floor_p50_ms``, ``websockets_p50_ms``, ``grpc_p50_ms`` (and p99s), for
 robots > 1 ``*_plans_per_s``, the ratios, and the targets; plus the machine it ran on.
+
+Why one ~560-line module: each transport is a server function and a client class of a few
+lines, and they are kept side by side so that a reader can check they do the same work.
 """
 
 from __future__ import annotations

@@ -25,6 +25,11 @@ per-plan state) advance one step at a time in turn, and the socket is read betwe
 so heartbeats, cancels and emergency stops are answered while a plan is being computed.
 JPEG frames are size-checked from their own header on the loop and decoded on a worker
 thread, off the loop that answers heartbeats.
+
+Why one ~780-line module: it is one object run by one loop (one socket; JPEG decoding aside) whose methods
+all read and write the same state (connections, robot ids, queues, plans in flight); the
+hardening guarantees (ids, displacement, deadlines) are invariants across those methods, and
+split files would hide that. The wire format is ``bridges.protocol``, the codecs ``bridges.codec``.
 """
 
 from __future__ import annotations

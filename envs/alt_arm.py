@@ -28,6 +28,9 @@ world built to differ in every place that matters to a grasp:
 It implements ``embodied.core.protocols.Arm`` and shares no code with ``envs.panda`` or
 ``envs.sim``. ``placement_probe`` runs single ``put X on Y`` steps through it
 (``benchmarks/placement_probe.py`` compares controllers with it).
+
+Why one ~440-line module: it is a test fixture meant to be read whole, a world that shares no
+code with the one it checks; splitting it would invite sharing.
 """
 
 from __future__ import annotations

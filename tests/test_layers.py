@@ -142,6 +142,19 @@ def test_no_import_cycles():
     assert not cycles, f"import cycles: {cycles}"
 
 
+LONG_MODULE_LINES = 420  # "about 400": above it a module states why it is one module
+
+
+def test_a_long_module_says_at_its_top_why_it_is_one_module():
+    unexplained = []
+    for name, path in modules().items():
+        text = path.read_text()
+        if text.count("\n") > LONG_MODULE_LINES and "Why one " not in (ast.get_docstring(ast.parse(text)) or ""):
+            unexplained.append(f"{name} ({text.count(chr(10))} lines)")
+    assert not unexplained, ("split these along their seams, or say in their docstring why each is one module "
+                             f"(a paragraph starting 'Why one'): {unexplained}")
+
+
 def test_the_ground_needs_numpy_alone():
     std = set(sys.stdlib_module_names) | {"__future__"}
     bad = []

@@ -37,6 +37,9 @@ shifts under load, small pose errors, an arm whose ``move_to`` stops short):
 A step that does not parse, or names something not in the scene, is not executed: the
 result carries the named error (``PlanSyntaxError``, ``UnknownObjectError``,
 ``IllegalStepError``) and its message.
+
+Why one ~500-line module: it is one class whose skills share one set of geometric margins
+(the constants above) and one verify/retry loop; most of its length is those rules' comments.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ steps: validation loss and teacher-forced plan exact match on held-out episodes.
 always holds the latest model (``PalmE.load(out)``), plus ``metrics.jsonl``,
 ``train_state.json`` and (until the run finishes) ``optimizer.safetensors`` to resume.
 Under ``torchrun`` the same script runs DDP (gloo on CPU, nccl on CUDA).
+
+Why one ~480-line module: the loop, its validation, checkpoint/resume and DDP set-up share the
+run's state; the augmentations are in ``embodied.model.augment`` and the data in ``embodied.data``.
 """
 
 from __future__ import annotations

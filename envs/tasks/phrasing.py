@@ -28,6 +28,10 @@ split, seed))``: deterministic per episode and independent of the scene's RNG, s
 seed gives the same scene whatever the wording (``embodied compare`` pairs them). Train
 wording never renders one of the family's held-out (L2) or L4 templates; dev wording never
 renders any template of the family.
+
+Why one ~720-line module: about half of it is data (the lexicon and the constructions, one
+per line), kept beside the few functions that read it so that a new construction is one line
+in one file; the train/dev split is checked by ``tests/test_phrasing.py``.
 """
 
 from __future__ import annotations
