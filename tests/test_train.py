@@ -1,11 +1,12 @@
 """Training: the tiny config learns on CPU in seconds; checkpoints resume; configs are validated."""
 
 import json
+import math
 
 import pytest
 
 from embodied.commands.config import compose, validated
-from embodied.core.errors import ConfigError
+from embodied.core.errors import ConfigError, TrainingDivergedError
 from embodied.data.synthetic import write_synthetic
 from embodied.model.training import TrainConfig, lr_at, train
 
@@ -175,3 +176,69 @@ def test_object_references_train_from_scratch_and_by_fine_tuning(data, tmp_path)
     assert wb.shape[0] == wa.shape[0] + 16 and (wb[: wa.shape[0]] == wa).all()
     with pytest.raises(ConfigError, match="prompt_objects"):
         train(cfg_for(data, tmp_path / "bad", "steps=2", "model.object_refs=true"))
+
+
+def test_bf16_autocast_trains_on_cpu_too(data, tmp_path):
+    """precision=bf16 is the CUDA default; on CPU it runs the same autocast path where a test can see it."""
+    out = tmp_path / "run"
+    train(cfg_for(data, out, "steps=30", "precision=bf16"))
+    losses = [r["loss"] for r in records(out) if "loss" in r]
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < 0.5 * losses[0]
+
+
+def _nan_loss_on(monkeypatch, bad_calls):
+    """Make the training forward pass (not validation) return a NaN loss on the given calls."""
+    import torch
+
+    from embodied.model.palme import PalmE
+
+    forward, calls = PalmE.forward, []
+
+    def poisoned(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        if torch.is_grad_enabled():
+            calls.append(1)
+            if bad_calls(len(calls)):
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(PalmE, "forward", poisoned)
+
+
+def test_a_nonfinite_step_is_skipped_and_the_weights_stay_finite(data, tmp_path, monkeypatch):
+    import torch
+
+    from embodied.model import PalmE
+
+    _nan_loss_on(monkeypatch, lambda n: n in (3, 4, 9))
+    out = tmp_path / "run"
+    train(cfg_for(data, out, "steps=20"))
+    recs = [r for r in records(out) if "loss" in r]
+    assert recs[-1]["nonfinite_steps"] == 3
+    # log_every=2: the window of steps 3-4 had no finite step and logs null; every other window a finite loss
+    assert [r["step"] for r in recs if r["loss"] is None] == [4]
+    assert all(math.isfinite(r["loss"]) for r in recs if r["step"] != 4) and recs[-1]["loss"] < recs[0]["loss"]
+    assert all(bool(torch.isfinite(p).all()) for p in PalmE.load(out).parameters())
+
+
+def test_nonfinite_steps_in_a_row_stop_the_run_with_a_named_error(data, tmp_path, monkeypatch):
+    import torch
+
+    from embodied.model import PalmE
+
+    _nan_loss_on(monkeypatch, lambda n: n >= 5)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError, match="5 steps in a row"):
+        train(cfg_for(data, out, "steps=40", "max_nonfinite_steps=5"))
+    assert all(bool(torch.isfinite(p).all()) for p in PalmE.load(out).parameters())  # the last good weights
+    assert json.loads((out / "train_state.json").read_text())["step"] == 8  # resumable from the last good step
+    monkeypatch.undo()
+    # weights that are already NaN are refused before the first step
+    model = PalmE.load(out)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    model.save(tmp_path / "nan")
+    with pytest.raises(TrainingDivergedError, match="before training"):
+        train(cfg_for(data, tmp_path / "from_nan", "steps=2", f"init={tmp_path / 'nan'}"))
+    with pytest.raises(ConfigError, match="precision"):
+        train(cfg_for(data, tmp_path / "x", "precision=fp16"))

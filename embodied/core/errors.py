@@ -62,3 +62,7 @@ class CalibrationError(EmbodiedError, ValueError):
 
 class PerceptionError(EmbodiedError, RuntimeError):
     """Perception cannot say where something is (an object it does not see, frames it cannot read)."""
+
+
+class TrainingDivergedError(EmbodiedError, RuntimeError):
+    """Training produced non-finite losses or gradients too many steps in a row (or started from non-finite weights)."""

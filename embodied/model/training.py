@@ -16,7 +16,6 @@ run's state; the augmentations are in ``embodied.model.augment`` and the data in
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from embodied.core.errors import ConfigError
+from embodied.core.errors import ConfigError, TrainingDivergedError
 from embodied.model.config import ModelConfig
 
 _log = logging.getLogger("embodied.train")
@@ -59,6 +58,10 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 (autocast on either) | fp32
+    # A step whose loss or gradient is not finite is skipped (no update; counted as ``nonfinite_steps``
+    # in metrics.jsonl); this many in a row stop the run with TrainingDivergedError.
+    max_nonfinite_steps: int = 20
     threads: Optional[int] = None  # torch CPU threads
     max_minutes: Optional[float] = None  # stop early (with a checkpoint) after this wall time
     instruction_word_dropout: float = 0.0  # drop non-grammar instruction words (robustness to phrasing)
@@ -91,6 +94,7 @@ class TrainConfig:
 
 
 LOGGERS = ("none", "tensorboard", "wandb")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 class MetricLogger:
@@ -241,7 +245,6 @@ def _batches(n: int, batch: int, seed: int, rank: int, world: int):
         epoch += 1
 
 
-@functools.lru_cache(maxsize=1)
 @dataclass
 class _Eval:
     loss: float
@@ -298,6 +301,10 @@ def train(cfg: TrainConfig) -> dict:
     kind = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if kind not in ("cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
+    if isinstance(cfg.max_nonfinite_steps, bool) or int(cfg.max_nonfinite_steps) < 1:
+        raise ConfigError(f"max_nonfinite_steps must be a positive integer, got {cfg.max_nonfinite_steps!r}")
     if kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but CUDA is not available; use device=cpu")
     dist = _Dist(kind)
@@ -344,6 +351,10 @@ def train(cfg: TrainConfig) -> dict:
     if resumed and (best_dir / "best.json").is_file():
         best_val = float(json.loads((best_dir / "best.json").read_text())["val_loss"])
     model = PalmE.load(out, device=device).train()
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise TrainingDivergedError(f"{out}: {len(bad)} weight tensors hold NaN or inf before training (first: {bad[0]}); "
+                                    "start from another init= or with resume=false")
     prior_elapsed = float(prior.get("elapsed_s", 0.0)) if resumed else 0.0
     if resumed:
         start_step = int(prior.get("step", 0))
@@ -364,9 +375,11 @@ def train(cfg: TrainConfig) -> dict:
 
         net = DistributedDataParallel(model, device_ids=None)
 
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and kind == "cuda")
+
     def autocast():
-        if kind == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if bf16:
+            return torch.autocast(kind, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def checkpoint(step: int, finished: bool) -> None:
@@ -395,6 +408,7 @@ def train(cfg: TrainConfig) -> dict:
     bar = tqdm(total=cfg.steps, initial=start_step, disable=not (cfg.progress and dist.main), desc="train", dynamic_ncols=True)
     tokens = examples = 0
     window_t, window_tok, window_loss, window_n = time.time(), 0, 0.0, 0
+    nonfinite = nonfinite_in_a_row = 0
     last: dict = {}
     step = start_step
     for step in range(start_step, cfg.steps):
@@ -420,20 +434,34 @@ def train(cfg: TrainConfig) -> dict:
             tokens += n_tok
             window_tok += n_tok
             examples += len(exs)
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        window_loss += step_loss
-        window_n += 1
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        if dist.any(not (math.isfinite(step_loss) and bool(torch.isfinite(grad_norm)))):
+            # one bad batch must not poison the weights: skip the update (every rank alike)
+            opt.zero_grad(set_to_none=True)
+            nonfinite += 1
+            nonfinite_in_a_row += 1
+            if dist.main:
+                _log.warning(f"step {step + 1}: loss {step_loss} / gradient norm {float(grad_norm)} not finite; update skipped")
+            if nonfinite_in_a_row >= cfg.max_nonfinite_steps:
+                checkpoint(step, finished=False)  # the last good weights, resumable
+                raise TrainingDivergedError(
+                    f"loss or gradients not finite for {nonfinite_in_a_row} steps in a row (up to step {step + 1}, lr {lr:.3g}); "
+                    f"{out} holds the last finite weights. Try a lower lr or more warmup_steps, or precision=fp32")
+        else:
+            opt.step()
+            nonfinite_in_a_row = 0
+            window_loss += step_loss
+            window_n += 1
         bar.update(1)
         done_steps = step + 1
         if done_steps % cfg.log_every == 0 or done_steps == cfg.steps:
             dt = max(1e-9, time.time() - window_t)
-            loss_avg, = dist.mean([window_loss / window_n])
+            loss_avg, = dist.mean([window_loss / window_n if window_n else float("nan")])
+            loss_avg = loss_avg if math.isfinite(loss_avg) else None  # null: every step of the window was skipped
             rec = {"step": done_steps, "loss": loss_avg, "lr": lr, "tokens_per_s": window_tok * dist.world / dt,
-                   "examples": examples * dist.world, "elapsed_s": time.time() - t0}
+                   "examples": examples * dist.world, "elapsed_s": time.time() - t0, "nonfinite_steps": nonfinite}
             log(rec)
-            bar.set_postfix(loss=f"{loss_avg:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+            bar.set_postfix(loss=f"{loss_avg:.3f}" if loss_avg is not None else "-", tok_s=f"{rec['tokens_per_s']:.0f}")
             last.update(rec)
             window_t, window_tok, window_loss, window_n = time.time(), 0, 0.0, 0
         out_of_time = cfg.max_minutes is not None and (time.time() - t0 + prior_elapsed) > cfg.max_minutes * 60
