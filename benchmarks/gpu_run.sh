@@ -3,7 +3,7 @@
 # and latency (issue 4), training throughput and a GPU-trained model (issue 3). Each part has its
 # own time limit and log, and a failing part does not stop the others.
 #
-#   OUT=/tmp/gpu bash benchmarks/gpu_run.sh [parts]     # parts: any of test,engine,nocompile,train
+#   OUT=/tmp/gpu bash benchmarks/gpu_run.sh [parts]     # parts: any of test,engine,nocompile,train,nanprobe
 #
 # Results go to $OUT; with PACK=1 they are packed into $OUT/gpu_results.tar.gz instead (one file,
 # for machines that return only a few files).
@@ -12,6 +12,9 @@
 #   engine     embodied bench engine device=cuda models=both batch=[1,8] -> $OUT/engine.json
 #   nocompile  the same, batch 1, CUDA graphs without inductor -> $OUT/no_compile/engine.json
 #   train      embodied train on $DATA (bf16 autocast) for $TRAIN_MINUTES -> $OUT/train/
+#   nanprobe   why a bf16 fine-tune from checkpoints/default went NaN on an H200 (2026-12-04): 40 s
+#              each of precision=bf16 and precision=fp32 from it on $DATA at batch 64, lr 3e-4 ->
+#              $OUT/nanprobe_{bf16,fp32}/metrics.jsonl (nonfinite_steps counts skipped updates)
 #
 # Pure-Python dependencies missing on a bare GPU image (hydra, omegaconf) may be put in
 # .gpu_site/ and are then added to PYTHONPATH.
@@ -47,6 +50,12 @@ part nocompile "${NOCOMPILE_LIMIT:-150}" $PY -m embodied.commands.cli bench engi
     compile=false baseline=false out="$OUT/no_compile"
 part train "$(awk "BEGIN {print int($TRAIN_MINUTES * 60 + 75)}")" $PY -m embodied.commands.cli train data="$DATA" out="$OUT/train" device=cuda \
     max_minutes="$TRAIN_MINUTES" progress=false $TRAIN_ARGS
+for prec in bf16 fp32; do
+    part nanprobe 150 $PY -m embodied.commands.cli train data="$DATA" out="$OUT/nanprobe_$prec" device=cuda \
+        init=checkpoints/default precision=$prec max_minutes=0.67 steps=100000 batch_size=64 lr=0.0003 warmup_steps=30 \
+        log_every=10 val_every=200 val_batches=4 max_nonfinite_steps=1000 progress=false
+    [ -f "$OUT/nanprobe.log" ] && mv "$OUT/nanprobe.log" "$OUT/nanprobe_$prec.log"
+done
 if [ -f "$OUT/engine.json" ]; then
     $PY - "$OUT" <<'PY'
 import json, sys
